@@ -1,0 +1,75 @@
+"""The topic registry: which message, key and partition count belongs to which topic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pairstream.messages import (
+    Alert,
+    Bar,
+    DeadLetter,
+    Message,
+    SpreadUpdate,
+    StatsUpdate,
+    TickRun,
+    ZScoreUpdate,
+)
+from pairstream.settings import TopicSettings
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """One topic of the public contract."""
+
+    name: str
+    message: type[Message]
+    key: str
+    partitions: int
+    description: str
+    timeframe: str | None = None
+
+
+def topic_specs(settings: TopicSettings | None = None) -> list[TopicSpec]:
+    """Every topic pairstream produces, with names and partition counts from ``settings``."""
+    s = settings or TopicSettings()
+    specs = [
+        TopicSpec(
+            s.ticks,
+            TickRun,
+            "symbol",
+            s.ticks_partitions,
+            "Runs of consecutive trades of one symbol, in trade-id order.",
+        )
+    ]
+    specs += [
+        TopicSpec(
+            s.bars(tf),
+            Bar,
+            "symbol",
+            s.bars_partitions,
+            f"{tf} OHLCV bars by event time; the latest revision per (symbol, start) wins.",
+            timeframe=tf,
+        )
+        for tf in s.timeframes
+    ]
+    specs += [
+        TopicSpec(s.spread, SpreadUpdate, "pair", s.analytics_partitions,
+                  "Hedge ratio, intercept and spread per pair and bar."),
+        TopicSpec(s.zscore, ZScoreUpdate, "pair", s.analytics_partitions,
+                  "Rolling mean, standard deviation and z-score of the spread."),
+        TopicSpec(s.stats, StatsUpdate, "pair", s.analytics_partitions,
+                  "Correlation, ADF and half-life of mean reversion."),
+        TopicSpec(s.alerts, Alert, "subject", s.alerts_partitions,
+                  "Alerts raised by rules, keyed by the pair or symbol they concern."),
+        TopicSpec(s.dead_letter, DeadLetter, "original key or source", s.dead_letter_partitions,
+                  "Input that could not be used, with the reason and the raw bytes."),
+    ]
+    return specs
+
+
+def topic_spec(name: str, settings: TopicSettings | None = None) -> TopicSpec:
+    """The spec of the topic called ``name``."""
+    for spec in topic_specs(settings):
+        if spec.name == name:
+            return spec
+    raise KeyError(f"unknown topic {name!r}")
