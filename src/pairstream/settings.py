@@ -137,6 +137,11 @@ class DatabaseSettings(BaseSettings):
         pattern=r"^[a-z_][a-z0-9_]{0,62}$",
         description="Schema holding pairstream's tables (tests use one per test).",
     )
+    timescale: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Use TimescaleDB hypertables, compression and retention: `auto` when the "
+        "extension is available, `on` (fail without it) or `off` (plain PostgreSQL).",
+    )
     pool_min: int = Field(default=1, ge=0, description="Connection pool minimum size.")
     pool_max: int = Field(default=10, ge=1, description="Connection pool maximum size.")
     store_ticks: bool = Field(default=False, description="Keep raw ticks in the `ticks` table.")

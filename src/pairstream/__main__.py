@@ -1,0 +1,3 @@
+from pairstream.cli import main
+
+main()

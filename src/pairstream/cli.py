@@ -1,0 +1,226 @@
+"""The ``pairstream`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pairstream import __version__
+from pairstream.infra import InfraError, InfraManager, PartReport, exports
+from pairstream.logs import setup_logging
+from pairstream.settings import DatabaseSettings, KafkaSettings, TopicSettings, settings_table
+
+app = typer.Typer(
+    help="pairstream: real-time pairs-trading analytics on Binance trades.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+infra_app = typer.Typer(help="Embedded Kafka, PostgreSQL and Redis (no Docker, no root).",
+                        no_args_is_help=True)
+db_app = typer.Typer(help="Database schema and maintenance.", no_args_is_help=True)
+topics_app = typer.Typer(help="Kafka topics of the public contract.", no_args_is_help=True)
+app.add_typer(infra_app, name="infra")
+app.add_typer(db_app, name="db")
+app.add_typer(topics_app, name="topics")
+
+console = Console()
+err = Console(stderr=True)
+
+_STYLE = {"started": "green", "running": "green", "external": "cyan", "stopped": "yellow",
+          "down": "red", "unhealthy": "red", "stale": "yellow"}
+
+
+def _table(reports: Sequence[PartReport], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("part", "state", "address", "detail"):
+        table.add_column(column)
+    for r in reports:
+        style = _STYLE.get(r.state, "")
+        table.add_row(r.name, f"[{style}]{r.state}[/{style}]", r.url or "-", r.detail)
+    return table
+
+
+def _fail(error: Exception) -> typer.Exit:
+    err.print(f"[red]error:[/red] {error}")
+    return typer.Exit(1)
+
+
+@app.callback()
+def _root() -> None:
+    setup_logging()
+
+
+@app.command()
+def version() -> None:
+    """Print the pairstream version."""
+    console.print(__version__)
+
+
+# -- infra --------------------------------------------------------------------
+
+
+@infra_app.command("up")
+def infra_up() -> None:
+    """Start what is not running yet and wait until each part answers; print exports."""
+    try:
+        reports = InfraManager().up()
+    except InfraError as error:
+        raise _fail(error) from error
+    err.print(_table(reports, "infrastructure"))
+    print(exports(reports))
+
+
+@infra_app.command("status")
+def infra_status() -> None:
+    """Check each part with a real request; exit 1 when any is down."""
+    reports = InfraManager().status()
+    console.print(_table(reports, "infrastructure"))
+    if not all(r.ok for r in reports):
+        raise typer.Exit(1)
+
+
+@infra_app.command("down")
+def infra_down() -> None:
+    """Stop exactly what `infra up` started."""
+    try:
+        reports = InfraManager().down()
+    except InfraError as error:
+        raise _fail(error) from error
+    console.print(_table(reports, "infrastructure"))
+
+
+# -- contract -------------------------------------------------------------------
+
+
+@app.command()
+def schemas(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the schema files.")] = Path(
+        "schemas"
+    ),
+) -> None:
+    """Write one JSON Schema (draft 2020-12) per topic plus index.json."""
+    from pairstream.schemas import write_schemas
+
+    for path in write_schemas(out, TopicSettings()):
+        console.print(str(path))
+
+
+@app.command("settings")
+def show_settings() -> None:
+    """Print every setting as a Markdown table (the README's configuration table)."""
+    print(settings_table(), end="")
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create the contract's topics with their partition counts (idempotent)."""
+    from pairstream.kafka import contract_topics, ensure_topics
+
+    outcome = asyncio.run(ensure_topics(contract_topics(), KafkaSettings()))
+    for name, what in outcome.items():
+        console.print(f"{name}: {what}")
+
+
+# -- database -------------------------------------------------------------------
+
+
+async def _migrate() -> str:
+    from pairstream.db import connect
+    from pairstream.db.migrate import migrate
+
+    settings = DatabaseSettings()
+    conn = await connect(settings)
+    try:
+        result = await migrate(conn, settings)
+    finally:
+        await conn.close()
+    return (f"schema {result.schema} ({result.variant}): applied {result.applied or 'none'}, "
+            f"already applied {result.already or 'none'}")
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply pending migrations and the retention/compression policies (idempotent)."""
+    from pairstream.db.migrate import MigrationError
+
+    try:
+        console.print(asyncio.run(_migrate()))
+    except (MigrationError, InfraError) as error:
+        raise _fail(error) from error
+
+
+@db_app.command("prune")
+def db_prune() -> None:
+    """Delete rows past their retention (plain PostgreSQL; TimescaleDB uses policies)."""
+    from pairstream.db import connect
+    from pairstream.db.migrate import prune
+
+    async def run() -> dict[str, int]:
+        settings = DatabaseSettings()
+        conn = await connect(settings)
+        try:
+            return await prune(conn, settings)
+        finally:
+            await conn.close()
+
+    console.print(asyncio.run(run()))
+
+
+# -- the whole suite ------------------------------------------------------------
+
+
+@app.command()
+def up() -> None:
+    """Start the infrastructure and every service, supervised, until Ctrl-C or SIGTERM."""
+    from pairstream.supervisor import SERVICES, Supervisor
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # unwinds through the cleanup below
+
+    signal.signal(signal.SIGTERM, interrupt)
+    manager = InfraManager()
+    try:
+        reports = manager.up()
+    except InfraError as error:
+        raise _fail(error) from error
+    started = [r.name for r in reports if r.state == "started"]
+    err.print(_table(reports, "infrastructure"))
+    print(exports(reports), flush=True)
+    env = dict(os.environ)
+    env.update({r.env_var: r.url for r in reports if r.url})
+
+    async def run() -> None:
+        os.environ.update(env)
+        console.print(await _migrate())
+        from pairstream.kafka import contract_topics, ensure_topics
+
+        created = await ensure_topics(contract_topics(), KafkaSettings())
+        console.print(f"topics: {len(created)} ready")
+        supervisor = Supervisor(SERVICES, env=env)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, supervisor.stop)
+        names = ", ".join(s.name for s in SERVICES) or "none yet"
+        console.print(f"services: {names}. Ctrl-C or SIGTERM stops everything.", highlight=False)
+        await supervisor.run()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for report in manager.down(only=started):
+            console.print(f"{report.name}: {report.state} ({report.detail})")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,42 @@
+"""PostgreSQL/TimescaleDB access: connections bound to pairstream's schema, and migrations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from pairstream.infra import resolve_endpoints
+from pairstream.settings import DatabaseSettings
+
+
+def database_url(settings: DatabaseSettings | None = None) -> str:
+    """``DATABASE_URL``, else the embedded server of ``pairstream infra up``."""
+    settings = settings or DatabaseSettings()
+    return settings.url or resolve_endpoints().database_url
+
+
+def _server_settings(settings: DatabaseSettings) -> dict[str, str]:
+    return {"search_path": f"{settings.schema_name}, public", "timezone": "UTC"}
+
+
+async def connect(settings: DatabaseSettings | None = None, **kwargs: Any) -> asyncpg.Connection:
+    """One connection whose ``search_path`` is pairstream's schema."""
+    settings = settings or DatabaseSettings()
+    return await asyncpg.connect(
+        database_url(settings), server_settings=_server_settings(settings), **kwargs
+    )
+
+
+async def create_pool(settings: DatabaseSettings | None = None, **kwargs: Any) -> asyncpg.Pool:
+    """A connection pool whose connections use pairstream's schema."""
+    settings = settings or DatabaseSettings()
+    pool = await asyncpg.create_pool(
+        database_url(settings),
+        min_size=settings.pool_min,
+        max_size=settings.pool_max,
+        server_settings=_server_settings(settings),
+        **kwargs,
+    )
+    assert pool is not None
+    return pool

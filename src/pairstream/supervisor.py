@@ -1,0 +1,156 @@
+"""Runs services as separate processes: prefixed logs, restarts with backoff, clean stop.
+
+Used by ``pairstream up``. Each child runs in its own session so a Ctrl-C in the
+terminal reaches only the supervisor, which then stops children in order:
+SIGTERM to each child's process group, SIGKILL to whatever is left after the
+grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from pairstream.clock import Clock, SystemClock
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    """A service process: its name (the log prefix) and command line."""
+
+    name: str
+    argv: Sequence[str]
+
+
+#: Services ``pairstream up`` runs, in start order. Each service issue adds its entry.
+SERVICES: tuple[ServiceSpec, ...] = ()
+
+
+def service_command(name: str, *args: str) -> list[str]:
+    """``python -m pairstream <name> …`` with this interpreter."""
+    return [sys.executable, "-m", "pairstream", name, *args]
+
+
+@dataclass(slots=True)
+class Backoff:
+    """Exponential backoff with full jitter; reset after a child ran ``stable_s`` seconds."""
+
+    base_s: float = 0.5
+    cap_s: float = 30.0
+    stable_s: float = 30.0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def delay(self, failures: int) -> float:
+        return self.rng.uniform(0, min(self.cap_s, self.base_s * 2 ** max(0, failures - 1)))
+
+
+@dataclass(slots=True)
+class ChildState:
+    """What the supervisor knows about one child."""
+
+    spec: ServiceSpec
+    process: asyncio.subprocess.Process | None = None
+    starts: int = 0
+    failures: int = 0
+    last_exit: int | None = None
+
+
+class Supervisor:
+    """Keeps a set of service processes running until :meth:`stop` is called."""
+
+    def __init__(
+        self,
+        services: Sequence[ServiceSpec],
+        env: Mapping[str, str] | None = None,
+        backoff: Backoff | None = None,
+        clock: Clock | None = None,
+        grace_s: float = 6.0,
+        out: Callable[[str], None] | None = None,
+    ) -> None:
+        self.children = {spec.name: ChildState(spec) for spec in services}
+        self.env = dict(os.environ if env is None else env)
+        self.backoff = backoff or Backoff()
+        self.clock = clock or SystemClock()
+        self.grace_s = grace_s
+        self.out = out or (lambda line: print(line, flush=True))
+        self._stopping = asyncio.Event()
+        self._width = max((len(name) for name in self.children), default=0)
+
+    async def run(self) -> None:
+        """Run every child until :meth:`stop`; then stop them all."""
+        tasks = [asyncio.create_task(self._keep_running(c)) for c in self.children.values()]
+        try:
+            await self._stopping.wait()
+        finally:
+            await self._stop_children()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to stop every child and return."""
+        self._stopping.set()
+
+    async def _keep_running(self, child: ChildState) -> None:
+        while not self._stopping.is_set():
+            started = self.clock.monotonic()
+            child.process = await asyncio.create_subprocess_exec(
+                *child.spec.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+            )
+            child.starts += 1
+            log.info("started %s (pid %d)", child.spec.name, child.process.pid)
+            await self._pump(child)
+            code = await child.process.wait()
+            child.last_exit = code
+            if self._stopping.is_set():
+                return
+            if self.clock.monotonic() - started >= self.backoff.stable_s:
+                child.failures = 0
+            child.failures += 1
+            delay = self.backoff.delay(child.failures)
+            log.warning("%s exited with code %s; restart %d in %.1fs",
+                        child.spec.name, code, child.failures, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+
+    async def _pump(self, child: ChildState) -> None:
+        assert child.process is not None and child.process.stdout is not None
+        prefix = f"{child.spec.name:<{self._width}} | "
+        async for line in child.process.stdout:
+            self.out(prefix + line.decode(errors="replace").rstrip("\n"))
+
+    async def _stop_children(self) -> None:
+        running = [c.process for c in self.children.values()
+                   if c.process is not None and c.process.returncode is None]
+        for process in running:
+            _signal_group(process.pid, signal.SIGTERM)
+        if not running:
+            return
+        waits = [asyncio.create_task(p.wait()) for p in running]
+        _, pending = await asyncio.wait(waits, timeout=self.grace_s)
+        for process in running:
+            if process.returncode is None:
+                log.warning("pid %d ignored SIGTERM for %.0fs; killing it", process.pid,
+                            self.grace_s)
+                _signal_group(process.pid, signal.SIGKILL)
+        if pending:
+            await asyncio.wait(pending, timeout=2)
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
