@@ -14,19 +14,26 @@ from pairstream.topics import TopicSpec, topic_specs
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
-# JSON has no NaN or Infinity. Validators that parse them anyway (Python's json
-# module does) compare NaN false against every bound, so a plain "number" would
-# accept it. The inner schema below is unsatisfiable for every real number
-# (x <= -1 and x >= 1), hence its negation constrains nothing real and rejects
-# NaN and the infinities.
-_FINITE = {"not": {"maximum": -1, "minimum": 1}, "$comment": "finite: no NaN or Infinity"}
+# JSON has no NaN or Infinity, but validators that parse them anyway (Python's
+# json module does) would let a plain "number" through. The bounds are the
+# largest finite doubles, which rule out the infinities. NaN compares false
+# against every bound, so it passes bounds; the inner schema of "not" is
+# unsatisfiable for every real number (x <= -1 and x >= 1) and satisfied only
+# by NaN, so its negation rejects NaN and constrains nothing else.
+_MAX_DOUBLE = 1.7976931348623157e308
+_FINITE = {
+    "minimum": -_MAX_DOUBLE,
+    "maximum": _MAX_DOUBLE,
+    "not": {"maximum": -1, "minimum": 1},
+    "$comment": "finite: no NaN or Infinity",
+}
 
 
 def _require_finite(node: Any) -> Any:
     if isinstance(node, dict):
         out = {key: _require_finite(value) for key, value in node.items()}
         if out.get("type") == "number":
-            out.update(copy.deepcopy(_FINITE))
+            out = {**copy.deepcopy(_FINITE), **out}  # keep tighter bounds of the field
         return out
     if isinstance(node, list):
         return [_require_finite(item) for item in node]
