@@ -50,6 +50,31 @@ def contract_topics(settings: TopicSettings | None = None) -> list[TopicRequest]
     return [TopicRequest(t.name, t.partitions, s.replication_factor) for t in topic_specs(s)]
 
 
+def _admin(settings: KafkaSettings) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers(settings),
+        client_id=f"{settings.client_id}-admin",
+        request_timeout_ms=settings.request_timeout_ms,
+    )
+
+
+async def _partition_counts(admin: AIOKafkaAdminClient, names: Sequence[str]) -> dict[str, int]:
+    described = await admin.describe_topics(list(names))
+    return {t["topic"]: len(t["partitions"]) for t in described if t["error_code"] == 0}
+
+
+async def partition_counts(
+    names: Sequence[str], settings: KafkaSettings | None = None
+) -> dict[str, int]:
+    """Number of partitions of each existing topic among ``names``."""
+    admin = _admin(settings or KafkaSettings())
+    await admin.start()
+    try:
+        return await _partition_counts(admin, names)
+    finally:
+        await admin.close()
+
+
 async def ensure_topics(
     topics: Iterable[TopicRequest], settings: KafkaSettings | None = None
 ) -> dict[str, str]:
@@ -58,13 +83,8 @@ async def ensure_topics(
     A topic that already exists with *fewer* partitions than requested is an
     error: keyed ordering would silently change if we added partitions.
     """
-    settings = settings or KafkaSettings()
     wanted = {t.name: t for t in topics}
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_servers(settings),
-        client_id=f"{settings.client_id}-admin",
-        request_timeout_ms=settings.request_timeout_ms,
-    )
+    admin = _admin(settings or KafkaSettings())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -82,10 +102,7 @@ async def ensure_topics(
                 else:
                     message = rest[0] if rest else ""
                     raise KafkaError(f"creating topic {name!r} failed: error {code} {message}")
-        described = await admin.describe_topics(list(wanted))
-        for topic in described:
-            name = topic["topic"]
-            have = len(topic["partitions"])
+        for name, have in (await _partition_counts(admin, list(wanted))).items():
             if have < wanted[name].partitions:
                 raise KafkaError(
                     f"topic {name!r} has {have} partitions, {wanted[name].partitions} wanted"

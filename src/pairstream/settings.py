@@ -23,7 +23,8 @@ _TF_RE = re.compile(r"[1-9][0-9]*[smh]")
 
 def _config(prefix: str) -> SettingsConfigDict:
     return SettingsConfigDict(
-        env_prefix=prefix, frozen=True, extra="ignore", case_sensitive=False
+        env_prefix=prefix, frozen=True, extra="ignore", case_sensitive=False,
+        populate_by_name=True,
     )
 
 

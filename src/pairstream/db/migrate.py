@@ -128,10 +128,10 @@ async def migrate(conn: asyncpg.Connection, settings: DatabaseSettings) -> Migra
     """Apply every pending migration to ``settings.schema_name``, then the policies."""
     schema = settings.schema_name
     lock_key = f"pairstream-migrate:{schema}"
-    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)}")
-    await conn.execute(f"SET search_path TO {_ident(schema)}, public")
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", lock_key)
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)}")
+        await conn.execute(f"SET search_path TO {_ident(schema)}, public")
         await conn.execute(
             """CREATE TABLE IF NOT EXISTS pairstream_migrations (
                    version    integer     PRIMARY KEY,
