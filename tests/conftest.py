@@ -59,8 +59,12 @@ def topic_settings() -> TopicSettings:
     """Contract topics under unique names, so tests never share a topic."""
     tag = unique("t")
     return TopicSettings(
-        ticks=f"{tag}.ticks", bars_template=f"{tag}.bars.{{tf}}", spread=f"{tag}.spread",
-        zscore=f"{tag}.zscore", stats=f"{tag}.stats", alerts=f"{tag}.alerts",
+        ticks=f"{tag}.ticks",
+        bars_template=f"{tag}.bars.{{tf}}",
+        spread=f"{tag}.spread",
+        zscore=f"{tag}.zscore",
+        stats=f"{tag}.stats",
+        alerts=f"{tag}.alerts",
         dead_letter=f"{tag}.dead-letter",
     )
 

@@ -23,8 +23,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-infra_app = typer.Typer(help="Embedded Kafka, PostgreSQL and Redis (no Docker, no root).",
-                        no_args_is_help=True)
+infra_app = typer.Typer(
+    help="Embedded Kafka, PostgreSQL and Redis (no Docker, no root).", no_args_is_help=True
+)
 db_app = typer.Typer(help="Database schema and maintenance.", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics of the public contract.", no_args_is_help=True)
 app.add_typer(infra_app, name="infra")
@@ -34,8 +35,15 @@ app.add_typer(topics_app, name="topics")
 console = Console()
 err = Console(stderr=True)
 
-_STYLE = {"started": "green", "running": "green", "external": "cyan", "stopped": "yellow",
-          "down": "red", "unhealthy": "red", "stale": "yellow"}
+_STYLE = {
+    "started": "green",
+    "running": "green",
+    "external": "cyan",
+    "stopped": "yellow",
+    "down": "red",
+    "unhealthy": "red",
+    "stale": "yellow",
+}
 
 
 def _table(reports: Sequence[PartReport], title: str) -> Table:
@@ -142,8 +150,10 @@ async def _migrate() -> str:
         result = await migrate(conn, settings)
     finally:
         await conn.close()
-    return (f"schema {result.schema} ({result.variant}): applied {result.applied or 'none'}, "
-            f"already applied {result.already or 'none'}")
+    return (
+        f"schema {result.schema} ({result.variant}): applied {result.applied or 'none'}, "
+        f"already applied {result.already or 'none'}"
+    )
 
 
 @db_app.command("migrate")

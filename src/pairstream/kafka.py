@@ -140,7 +140,8 @@ async def start_producer(settings: KafkaSettings | None = None) -> AIOKafkaProdu
                 raise
             log.warning(
                 "broker rejected the idempotent producer (%s); using acks=all without "
-                "idempotence (set KAFKA_IDEMPOTENCE=off to skip this check)", error
+                "idempotence (set KAFKA_IDEMPOTENCE=off to skip this check)",
+                error,
             )
     producer = AIOKafkaProducer(enable_idempotence=False, **kwargs)
     await producer.start()
@@ -174,7 +175,7 @@ class MessageProducer:
     async def send(self, topic: str, message: Message, key: str | None = None) -> Any:
         """Queue ``message``; returns a future that resolves when the broker has acked it."""
         value = self._codec(topic, message).encode(message)
-        key_bytes = (key if key is not None else getattr(message, "key")).encode()
+        key_bytes = (key if key is not None else message.key).encode()
         return await self.raw.send(topic, value=value, key=key_bytes)
 
     async def send_and_wait(self, topic: str, message: Message, key: str | None = None) -> Any:

@@ -76,6 +76,11 @@ def _positive(owner: str, **values: float) -> None:
 class Message(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=False):
     """Base of every topic message. Unknown fields are ignored (topics may grow)."""
 
+    @property
+    def key(self) -> str:
+        """The Kafka message key: symbol, pair or subject."""
+        raise NotImplementedError
+
 
 # ---------------------------------------------------------------------------
 # ticks
@@ -103,13 +108,16 @@ class Trade(
         _positive("", price=self.price, qty=self.qty)
         if (self.first_trade_id is None) != (self.last_trade_id is None):
             raise ValueError("first_trade_id/last_trade_id: set both or neither")
-        if self.first_trade_id is not None and self.last_trade_id is not None:
-            if not self.first_trade_id <= self.trade_id <= self.last_trade_id:
-                # an aggregate is published under an id inside the range it covers
-                raise ValueError(
-                    f"trade_id: {self.trade_id} outside its aggregate "
-                    f"{self.first_trade_id}..{self.last_trade_id}"
-                )
+        if (
+            self.first_trade_id is not None
+            and self.last_trade_id is not None
+            and not self.first_trade_id <= self.trade_id <= self.last_trade_id
+        ):
+            # an aggregate is published under an id inside the range it covers
+            raise ValueError(
+                f"trade_id: {self.trade_id} outside its aggregate "
+                f"{self.first_trade_id}..{self.last_trade_id}"
+            )
 
 
 class TickRun(Message, frozen=True, kw_only=True):

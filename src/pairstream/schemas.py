@@ -81,7 +81,10 @@ def write_schemas(out_dir: Path, settings: TopicSettings | None = None) -> list[
         )
     index_path = out_dir / "index.json"
     index_path.write_bytes(
-        orjson.dumps({"format": "pairstream-topic-index/1", "topics": index}, option=orjson.OPT_INDENT_2) + b"\n"
+        orjson.dumps(
+            {"format": "pairstream-topic-index/1", "topics": index}, option=orjson.OPT_INDENT_2
+        )
+        + b"\n"
     )
     written.append(index_path)
     return written

@@ -11,8 +11,8 @@ own prefix (``INGEST_``, ``RESAMPLER_`` …) by subclassing :class:`ServiceSetti
 from __future__ import annotations
 
 import os
-from pathlib import Path
 import re
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
@@ -23,7 +23,10 @@ _TF_RE = re.compile(r"[1-9][0-9]*[smh]")
 
 def _config(prefix: str) -> SettingsConfigDict:
     return SettingsConfigDict(
-        env_prefix=prefix, frozen=True, extra="ignore", case_sensitive=False,
+        env_prefix=prefix,
+        frozen=True,
+        extra="ignore",
+        case_sensitive=False,
         populate_by_name=True,
     )
 
@@ -71,9 +74,13 @@ class TopicSettings(BaseSettings):
     bars_template: str = Field(
         default="bars.{tf}", description="Bar topic per timeframe; `{tf}` is replaced (`bars.1m`)."
     )
-    spread: str = Field(default="analytics.spread", description="Hedge ratio and spread, key = pair.")
+    spread: str = Field(
+        default="analytics.spread", description="Hedge ratio and spread, key = pair."
+    )
     zscore: str = Field(default="analytics.zscore", description="Rolling z-score, key = pair.")
-    stats: str = Field(default="analytics.stats", description="Correlation, ADF, half-life, key = pair.")
+    stats: str = Field(
+        default="analytics.stats", description="Correlation, ADF, half-life, key = pair."
+    )
     alerts: str = Field(default="alerts", description="Raised alerts, key = pair or symbol.")
     dead_letter: str = Field(
         default="dead-letter", description="Unparseable or too-late input, with the reason."
@@ -107,7 +114,9 @@ class TopicSettings(BaseSettings):
     def _valid_timeframes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for tf in value:
             if not _TF_RE.fullmatch(tf):
-                raise ValueError(f"timeframe {tf!r} is not a whole number of s, m or h (`1s`, `5m`)")
+                raise ValueError(
+                    f"timeframe {tf!r} is not a whole number of s, m or h (`1s`, `5m`)"
+                )
         return value
 
     @field_validator("bars_template")

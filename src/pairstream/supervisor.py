@@ -122,20 +122,29 @@ class Supervisor:
                 child.failures = 0
             child.failures += 1
             delay = self.backoff.delay(child.failures)
-            log.warning("%s exited with code %s; restart %d in %.1fs",
-                        child.spec.name, code, child.failures, delay)
+            log.warning(
+                "%s exited with code %s; restart %d in %.1fs",
+                child.spec.name,
+                code,
+                child.failures,
+                delay,
+            )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=delay)
 
     async def _pump(self, child: ChildState) -> None:
-        assert child.process is not None and child.process.stdout is not None
+        assert child.process is not None
+        assert child.process.stdout is not None
         prefix = f"{child.spec.name:<{self._width}} | "
         async for line in child.process.stdout:
             self.out(prefix + line.decode(errors="replace").rstrip("\n"))
 
     async def _stop_children(self) -> None:
-        running = [c.process for c in self.children.values()
-                   if c.process is not None and c.process.returncode is None]
+        running = [
+            c.process
+            for c in self.children.values()
+            if c.process is not None and c.process.returncode is None
+        ]
         for process in running:
             _signal_group(process.pid, signal.SIGTERM)
         if not running:
@@ -144,8 +153,9 @@ class Supervisor:
         _, pending = await asyncio.wait(waits, timeout=self.grace_s)
         for process in running:
             if process.returncode is None:
-                log.warning("pid %d ignored SIGTERM for %.0fs; killing it", process.pid,
-                            self.grace_s)
+                log.warning(
+                    "pid %d ignored SIGTERM for %.0fs; killing it", process.pid, self.grace_s
+                )
                 _signal_group(process.pid, signal.SIGKILL)
         if pending:
             await asyncio.wait(pending, timeout=2)

@@ -1,4 +1,4 @@
-"""Helpers for tests of pairstream and its services (shipped so every service's tests share them)."""
+"""Helpers for the tests of pairstream and of every service (shipped, so all share them)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import inspect
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from pairstream.messages import Message
 
 T = TypeVar("T")
 
@@ -36,7 +39,7 @@ async def eventually(
             if inspect.isawaitable(result):
                 result = await result
             if result:
-                return result  # type: ignore[return-value]
+                return result
             failure: AssertionError = AssertionError(
                 f"not true within {timeout}s: {what or getattr(check, '__name__', check)} "
                 f"returned {result!r}"
@@ -48,7 +51,7 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
-def example_messages() -> dict[type, object]:
+def example_messages() -> dict[type[Message], Message]:
     """One valid message of every topic type, with realistic values (BTCUSDT July 2024)."""
     from pairstream.messages import (
         Alert,
@@ -64,42 +67,108 @@ def example_messages() -> dict[type, object]:
     t0 = 1_721_347_200_000  # 2024-07-19 00:00 UTC, aligned to every timeframe
     return {
         TickRun: TickRun(
-            market="usdm", symbol="BTCUSDT", source="live", ts_ingest=t0 + 1_450,
+            market="usdm",
+            symbol="BTCUSDT",
+            source="live",
+            ts_ingest=t0 + 1_450,
             trades=[
-                Trade(trade_id=5182005737, ts_event=t0 + 2_956, price=63957.5, qty=0.004,
-                      is_buyer_maker=True),
-                Trade(trade_id=5182005738, ts_event=t0 + 2_956, price=63957.4, qty=0.12,
-                      is_buyer_maker=True),
-                Trade(trade_id=5182005740, ts_event=t0 + 3_001, price=63957.6, qty=0.05,
-                      is_buyer_maker=False, first_trade_id=5182005739, last_trade_id=5182005741),
+                Trade(
+                    trade_id=5182005737,
+                    ts_event=t0 + 2_956,
+                    price=63957.5,
+                    qty=0.004,
+                    is_buyer_maker=True,
+                ),
+                Trade(
+                    trade_id=5182005738,
+                    ts_event=t0 + 2_956,
+                    price=63957.4,
+                    qty=0.12,
+                    is_buyer_maker=True,
+                ),
+                Trade(
+                    trade_id=5182005740,
+                    ts_event=t0 + 3_001,
+                    price=63957.6,
+                    qty=0.05,
+                    is_buyer_maker=False,
+                    first_trade_id=5182005739,
+                    last_trade_id=5182005741,
+                ),
             ],
         ),
         Bar: Bar(
-            symbol="BTCUSDT", tf="1m", start=t0, open=63957.5, high=63990.0, low=63900.1,
-            close=63980.2, volume=112.4, quote_volume=7_190_000.5, trades=1_204,
-            vwap=63967.0, buy_volume=60.2, first_trade_id=5182005737,
-            last_trade_id=5182006940, revision=0, final=True, ts_event=t0 + 59_998,
+            symbol="BTCUSDT",
+            tf="1m",
+            start=t0,
+            open=63957.5,
+            high=63990.0,
+            low=63900.1,
+            close=63980.2,
+            volume=112.4,
+            quote_volume=7_190_000.5,
+            trades=1_204,
+            vwap=63967.0,
+            buy_volume=60.2,
+            first_trade_id=5182005737,
+            last_trade_id=5182006940,
+            revision=0,
+            final=True,
+            ts_event=t0 + 59_998,
             ts_init=t0 + 61_002,
         ),
         SpreadUpdate: SpreadUpdate(
-            pair="BTCUSDT-ETHUSDT", tf="1m", ts=t0, method="ols", hedge_ratio=18.61,
-            intercept=215.3, spread=-12.75, ts_event=t0 + 59_998, ts_init=t0 + 61_010,
+            pair="BTCUSDT-ETHUSDT",
+            tf="1m",
+            ts=t0,
+            method="ols",
+            hedge_ratio=18.61,
+            intercept=215.3,
+            spread=-12.75,
+            ts_event=t0 + 59_998,
+            ts_init=t0 + 61_010,
         ),
         ZScoreUpdate: ZScoreUpdate(
-            pair="BTCUSDT-ETHUSDT", tf="1m", ts=t0, window=60, spread=-12.75, mean=1.2,
-            std=8.4, zscore=-1.66, ts_event=t0 + 59_998, ts_init=t0 + 61_010,
+            pair="BTCUSDT-ETHUSDT",
+            tf="1m",
+            ts=t0,
+            window=60,
+            spread=-12.75,
+            mean=1.2,
+            std=8.4,
+            zscore=-1.66,
+            ts_event=t0 + 59_998,
+            ts_init=t0 + 61_010,
         ),
         StatsUpdate: StatsUpdate(
-            pair="BTCUSDT-ETHUSDT", tf="1m", ts=t0, correlation=0.93, adf_stat=-3.41,
-            adf_pvalue=0.011, half_life=14.2, ts_event=t0 + 59_998, ts_init=t0 + 61_020,
+            pair="BTCUSDT-ETHUSDT",
+            tf="1m",
+            ts=t0,
+            correlation=0.93,
+            adf_stat=-3.41,
+            adf_pvalue=0.011,
+            half_life=14.2,
+            ts_event=t0 + 59_998,
+            ts_init=t0 + 61_020,
         ),
         Alert: Alert(
-            alert_id="a-0001", rule_id="z-entry", severity="warning", kind="zscore",
-            subject="BTCUSDT-ETHUSDT", value=-2.31, threshold=-2.0, ts_event=t0 + 59_998,
-            ts_init=t0 + 61_030, message="z-score -2.31 crossed -2.0",
+            alert_id="a-0001",
+            rule_id="z-entry",
+            severity="warning",
+            kind="zscore",
+            subject="BTCUSDT-ETHUSDT",
+            value=-2.31,
+            threshold=-2.0,
+            ts_event=t0 + 59_998,
+            ts_init=t0 + 61_030,
+            message="z-score -2.31 crossed -2.0",
         ),
         DeadLetter: DeadLetter(
-            source="binance-ws", service="ingest", reason="price: must be a finite number > 0",
-            raw='{"e":"trade","p":"-1"}', original_key="BTCUSDT", ts_init=t0 + 61_040,
+            source="binance-ws",
+            service="ingest",
+            reason="price: must be a finite number > 0",
+            raw='{"e":"trade","p":"-1"}',
+            original_key="BTCUSDT",
+            ts_init=t0 + 61_040,
         ),
     }

@@ -53,16 +53,41 @@ def topic_specs(settings: TopicSettings | None = None) -> list[TopicSpec]:
         for tf in s.timeframes
     ]
     specs += [
-        TopicSpec(s.spread, SpreadUpdate, "pair", s.analytics_partitions,
-                  "Hedge ratio, intercept and spread per pair and bar."),
-        TopicSpec(s.zscore, ZScoreUpdate, "pair", s.analytics_partitions,
-                  "Rolling mean, standard deviation and z-score of the spread."),
-        TopicSpec(s.stats, StatsUpdate, "pair", s.analytics_partitions,
-                  "Correlation, ADF and half-life of mean reversion."),
-        TopicSpec(s.alerts, Alert, "subject", s.alerts_partitions,
-                  "Alerts raised by rules, keyed by the pair or symbol they concern."),
-        TopicSpec(s.dead_letter, DeadLetter, "original key or source", s.dead_letter_partitions,
-                  "Input that could not be used, with the reason and the raw bytes."),
+        TopicSpec(
+            s.spread,
+            SpreadUpdate,
+            "pair",
+            s.analytics_partitions,
+            "Hedge ratio, intercept and spread per pair and bar.",
+        ),
+        TopicSpec(
+            s.zscore,
+            ZScoreUpdate,
+            "pair",
+            s.analytics_partitions,
+            "Rolling mean, standard deviation and z-score of the spread.",
+        ),
+        TopicSpec(
+            s.stats,
+            StatsUpdate,
+            "pair",
+            s.analytics_partitions,
+            "Correlation, ADF and half-life of mean reversion.",
+        ),
+        TopicSpec(
+            s.alerts,
+            Alert,
+            "subject",
+            s.alerts_partitions,
+            "Alerts raised by rules, keyed by the pair or symbol they concern.",
+        ),
+        TopicSpec(
+            s.dead_letter,
+            DeadLetter,
+            "original key or source",
+            s.dead_letter_partitions,
+            "Input that could not be used, with the reason and the raw bytes.",
+        ),
     ]
     return specs
 

@@ -21,11 +21,19 @@ pytestmark = pytest.mark.integration
 def test_up_with_no_services_reports_addresses_and_stops_cleanly_on_sigterm(
     tmp_path: Path,
 ) -> None:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("KAFKA_BOOTSTRAP", "DATABASE_URL", "REDIS_URL")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("KAFKA_BOOTSTRAP", "DATABASE_URL", "REDIS_URL")
+    }
     env["PAIRSTREAM_STATE_DIR"] = str(tmp_path / "state")
-    proc = subprocess.Popen([sys.executable, "-m", "pairstream", "up"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pairstream", "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert proc.stdout is not None
     seen: list[str] = []
     exports = None
@@ -41,7 +49,8 @@ def test_up_with_no_services_reports_addresses_and_stops_cleanly_on_sigterm(
             break
     assert exports is not None, "".join(seen)
     ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", exports)]
-    assert len(ports) == 3 and all(port_in_use("127.0.0.1", p) for p in ports)
+    assert len(ports) == 3
+    assert all(port_in_use("127.0.0.1", p) for p in ports)
     assert "schema public (plain): applied [1]" in "".join(seen)
     family = psutil.Process(proc.pid).children(recursive=True)
     started = time.monotonic()

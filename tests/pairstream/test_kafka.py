@@ -1,4 +1,4 @@
-"""Kafka helpers against the real broker: topics, producer, a consumer group splitting partitions."""
+"""Kafka helpers on the real broker: topics, producer, a consumer group splitting partitions."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ async def test_every_topic_message_round_trips_through_the_broker(
             await consumer.stop()
         message = Codec(spec.name, spec.message).decode(value)
         assert message == example_messages()[spec.message]
-        assert key.decode() == message.key  # type: ignore[attr-defined]
+        assert key.decode() == message.key
 
 
 async def test_consumer_group_of_two_splits_partitions_and_keeps_per_key_order(
@@ -110,9 +110,21 @@ async def test_consumer_group_of_two_splits_partitions_and_keeps_per_key_order(
     async with MessageProducer(kafka_settings) as producer:
         for n in range(per_symbol):
             for symbol in symbols:
-                run = TickRun(market="usdm", symbol=symbol, source="synthetic", ts_ingest=n,
-                              trades=[Trade(trade_id=n, ts_event=n, price=100.0 + n, qty=1.0,
-                                            is_buyer_maker=bool(n % 2))])
+                run = TickRun(
+                    market="usdm",
+                    symbol=symbol,
+                    source="synthetic",
+                    ts_ingest=n,
+                    trades=[
+                        Trade(
+                            trade_id=n,
+                            ts_event=n,
+                            price=100.0 + n,
+                            qty=1.0,
+                            is_buyer_maker=bool(n % 2),
+                        )
+                    ],
+                )
                 await producer.send(topic, run)
     group = unique("group")
     fast = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 200}
@@ -140,7 +152,7 @@ async def test_consumer_group_of_two_splits_partitions_and_keeps_per_key_order(
         assert assignments[0] | assignments[1] == {0, 1, 2, 3}
         everything = [run for runs in received.values() for run in runs]
         assert len(everything) == per_symbol * len(symbols)  # each message exactly once
-        for index, runs in received.items():
+        for runs in received.values():
             by_symbol: dict[str, list[int]] = defaultdict(list)
             for run in runs:
                 by_symbol[run.symbol].append(run.trades[0].trade_id)

@@ -36,35 +36,71 @@ def test_trade_rejects_non_finite_or_non_positive_qty(qty: float) -> None:
 
 def test_run_requires_strictly_increasing_trade_ids() -> None:
     with pytest.raises(ValueError, match=r"trades\[1\]\.trade_id: 7 does not follow 7"):
-        TickRun(market="usdm", symbol="BTCUSDT", source="live", ts_ingest=1,
-                trades=[trade(7), trade(7)])
+        TickRun(
+            market="usdm", symbol="BTCUSDT", source="live", ts_ingest=1, trades=[trade(7), trade(7)]
+        )
 
 
 def test_run_after_an_aggregate_must_start_past_its_range() -> None:
-    aggregate = Trade(trade_id=10, ts_event=1, price=1.0, qty=1.0, is_buyer_maker=True,
-                      first_trade_id=10, last_trade_id=14)
+    aggregate = Trade(
+        trade_id=10,
+        ts_event=1,
+        price=1.0,
+        qty=1.0,
+        is_buyer_maker=True,
+        first_trade_id=10,
+        last_trade_id=14,
+    )
     with pytest.raises(ValueError, match="does not follow 14"):
-        TickRun(market="usdm", symbol="BTCUSDT", source="backfill", ts_ingest=1,
-                trades=[aggregate, trade(12)])
+        TickRun(
+            market="usdm",
+            symbol="BTCUSDT",
+            source="backfill",
+            ts_ingest=1,
+            trades=[aggregate, trade(12)],
+        )
 
 
 def test_run_rejects_empty_trade_list_unknown_market_and_bad_symbol() -> None:
     with pytest.raises(ValueError, match="at least one"):
         TickRun(market="usdm", symbol="BTCUSDT", source="live", ts_ingest=1, trades=[])
     with pytest.raises(msgspec.ValidationError, match="market"):
-        msgspec.convert({"market": "coinm", "symbol": "BTCUSDT", "source": "live",
-                         "ts_ingest": 1, "trades": [msgspec.to_builtins(trade(1))]}, TickRun)
+        msgspec.convert(
+            {
+                "market": "coinm",
+                "symbol": "BTCUSDT",
+                "source": "live",
+                "ts_ingest": 1,
+                "trades": [msgspec.to_builtins(trade(1))],
+            },
+            TickRun,
+        )
     with pytest.raises(msgspec.ValidationError, match="symbol"):
-        msgspec.convert({"market": "usdm", "symbol": "btc/usdt", "source": "live",
-                         "ts_ingest": 1, "trades": [msgspec.to_builtins(trade(1))]}, TickRun)
+        msgspec.convert(
+            {
+                "market": "usdm",
+                "symbol": "btc/usdt",
+                "source": "live",
+                "ts_ingest": 1,
+                "trades": [msgspec.to_builtins(trade(1))],
+            },
+            TickRun,
+        )
 
 
 def test_aggregate_trade_needs_both_range_ends_around_its_id() -> None:
     with pytest.raises(ValueError, match="set both or neither"):
         Trade(trade_id=1, ts_event=1, price=1.0, qty=1.0, is_buyer_maker=True, first_trade_id=1)
     with pytest.raises(ValueError, match="outside its aggregate"):
-        Trade(trade_id=9, ts_event=1, price=1.0, qty=1.0, is_buyer_maker=True,
-              first_trade_id=1, last_trade_id=3)
+        Trade(
+            trade_id=9,
+            ts_event=1,
+            price=1.0,
+            qty=1.0,
+            is_buyer_maker=True,
+            first_trade_id=1,
+            last_trade_id=3,
+        )
 
 
 def bar(**changes: object) -> Bar:
@@ -97,8 +133,14 @@ def test_bar_buy_volume_cannot_exceed_volume_and_ids_follow_trade_count() -> Non
 
 
 def test_empty_bar_is_valid_without_trade_ids() -> None:
-    empty = bar(trades=0, volume=0.0, quote_volume=0.0, buy_volume=0.0,
-                first_trade_id=None, last_trade_id=None)
+    empty = bar(
+        trades=0,
+        volume=0.0,
+        quote_volume=0.0,
+        buy_volume=0.0,
+        first_trade_id=None,
+        last_trade_id=None,
+    )
     assert empty.trades == 0
 
 
@@ -114,8 +156,10 @@ def test_undefined_metrics_are_null_and_out_of_range_ones_rejected() -> None:
         msgspec.structs.replace(s, half_life=-3.0)
 
 
-@pytest.mark.parametrize(("tf", "ms"), [("1s", 1_000), ("1m", 60_000), ("5m", 300_000),
-                                        ("4h", 14_400_000), ("15s", 15_000)])
+@pytest.mark.parametrize(
+    ("tf", "ms"),
+    [("1s", 1_000), ("1m", 60_000), ("5m", 300_000), ("4h", 14_400_000), ("15s", 15_000)],
+)
 def test_timeframe_lengths(tf: str, ms: int) -> None:
     assert timeframe_ms(tf) == ms
 

@@ -1,4 +1,4 @@
-"""`pairstream schemas`: a valid draft 2020-12 schema per DESIGN §3 topic, agreeing with the codec."""
+"""`pairstream schemas`: a valid draft 2020-12 schema per DESIGN §3 topic, matching the codec."""
 
 from __future__ import annotations
 
@@ -13,15 +13,24 @@ from typer.testing import CliRunner
 
 from pairstream.cli import app
 from pairstream.codec import Codec
-from pairstream.schemas import write_schemas
 from pairstream.testing import example_messages
 from pairstream.topics import topic_specs
 
-DESIGN_TOPICS = {"ticks", "bars.1s", "bars.1m", "bars.5m", "analytics.spread",
-                 "analytics.zscore", "analytics.stats", "alerts"}
+DESIGN_TOPICS = {
+    "ticks",
+    "bars.1s",
+    "bars.1m",
+    "bars.5m",
+    "analytics.spread",
+    "analytics.zscore",
+    "analytics.stats",
+    "alerts",
+}
 PRICE_FIELDS = {
     "ticks": ("trades", 0, "price"),
-    "bars.1s": ("open",), "bars.1m": ("close",), "bars.5m": ("low",),
+    "bars.1s": ("open",),
+    "bars.1m": ("close",),
+    "bars.5m": ("low",),
 }
 
 
@@ -45,8 +54,8 @@ def instance(topic: str) -> dict[str, Any]:
     if spec.timeframe is not None:
         import msgspec
 
-        message = msgspec.structs.replace(message, tf=spec.timeframe)  # type: ignore[type-var]
-    data = orjson.loads(Codec(spec.name, spec.message).encode(message))  # type: ignore[arg-type]
+        message = msgspec.structs.replace(message, tf=spec.timeframe)
+    data = orjson.loads(Codec(spec.name, spec.message).encode(message))
     assert isinstance(data, dict)
     return data
 
@@ -93,10 +102,16 @@ def test_schema_rejects_negative_zero_and_non_finite_prices(
     assert not validator(schema_dir, topic).is_valid(doc)
 
 
-@pytest.mark.parametrize(("topic", "field"), [
-    ("analytics.spread", "spread"), ("analytics.zscore", "zscore"),
-    ("analytics.stats", "adf_stat"), ("alerts", "value"), ("ticks", "ts_ingest"),
-])
+@pytest.mark.parametrize(
+    ("topic", "field"),
+    [
+        ("analytics.spread", "spread"),
+        ("analytics.zscore", "zscore"),
+        ("analytics.stats", "adf_stat"),
+        ("alerts", "value"),
+        ("ticks", "ts_ingest"),
+    ],
+)
 def test_schema_rejects_nan_in_unbounded_numbers(schema_dir: Path, topic: str, field: str) -> None:
     doc = instance(topic)
     doc[field] = math.nan

@@ -27,7 +27,9 @@ def test_connection_urls_use_their_conventional_names(monkeypatch: pytest.Monkey
     assert DatabaseSettings().schema_name == "desk_a"
 
 
-def test_topic_names_partitions_and_timeframes_are_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_topic_names_partitions_and_timeframes_are_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("TOPIC_TICKS", "prod.ticks")
     monkeypatch.setenv("TOPIC_TICKS_PARTITIONS", "12")
     monkeypatch.setenv("TOPIC_TIMEFRAMES", "1s, 15m,1h")
@@ -53,7 +55,7 @@ def test_bad_values_fail_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_settings_are_frozen() -> None:
     with pytest.raises(pydantic.ValidationError):
-        KafkaSettings().client_id = "x"  # type: ignore[misc]
+        KafkaSettings().client_id = "x"
 
 
 def test_readme_configuration_table_is_the_generated_one() -> None:

@@ -19,8 +19,10 @@ def python(code: str) -> list[str]:
 
 async def test_child_output_is_prefixed_with_its_service_name() -> None:
     lines: list[str] = []
-    sup = Supervisor([ServiceSpec("ingest", python("print('hello'); import time; time.sleep(60)"))],
-                     out=lines.append)
+    sup = Supervisor(
+        [ServiceSpec("ingest", python("print('hello'); import time; time.sleep(60)"))],
+        out=lines.append,
+    )
     runner = asyncio.create_task(sup.run())
     await eventually(lambda: "ingest | hello" in lines, timeout=10)
     sup.stop()
@@ -30,8 +32,11 @@ async def test_child_output_is_prefixed_with_its_service_name() -> None:
 async def test_crashing_child_is_restarted_with_growing_backoff(tmp_path: Path) -> None:
     starts = tmp_path / "starts"
     code = f"import time; open({str(starts)!r}, 'a').write(f'{{time.monotonic()}}\\n'); exit(3)"
-    sup = Supervisor([ServiceSpec("flaky", python(code))], out=lambda _: None,
-                     backoff=Backoff(base_s=0.2, cap_s=0.8))
+    sup = Supervisor(
+        [ServiceSpec("flaky", python(code))],
+        out=lambda _: None,
+        backoff=Backoff(base_s=0.2, cap_s=0.8),
+    )
     sup.backoff.rng.seed(1)
     runner = asyncio.create_task(sup.run())
     await eventually(lambda: starts.exists() and len(starts.read_text().split()) >= 4, timeout=20)
@@ -46,12 +51,19 @@ async def test_crashing_child_is_restarted_with_growing_backoff(tmp_path: Path) 
 
 
 async def test_stop_kills_a_child_that_ignores_sigterm_within_the_grace_period() -> None:
-    code = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-            "print('ready', flush=True); time.sleep(600)")
+    code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ready', flush=True); time.sleep(600)"
+    )
     lines: list[str] = []
-    sup = Supervisor([ServiceSpec("stubborn", python(code)),
-                      ServiceSpec("polite", python("import time; print('ready'); time.sleep(600)"))],
-                     out=lines.append, grace_s=1.0)
+    sup = Supervisor(
+        [
+            ServiceSpec("stubborn", python(code)),
+            ServiceSpec("polite", python("import time; print('ready'); time.sleep(600)")),
+        ],
+        out=lines.append,
+        grace_s=1.0,
+    )
     runner = asyncio.create_task(sup.run())
     await eventually(lambda: sum("ready" in line for line in lines) == 2, timeout=10)
     pids = [c.process.pid for c in sup.children.values() if c.process]

@@ -104,8 +104,9 @@ async def detect_timescale(conn: asyncpg.Connection, mode: str) -> Variant:
         except asyncpg.PostgresError as error:
             if mode == "on":
                 raise MigrationError(f"cannot create extension timescaledb: {error}") from error
-            log.warning("timescaledb is available but cannot be created (%s); using plain "
-                        "PostgreSQL", error)
+            log.warning(
+                "timescaledb is available but cannot be created (%s); using plain PostgreSQL", error
+            )
             return "plain"
     if mode == "on":
         raise MigrationError(
@@ -168,11 +169,19 @@ async def migrate(conn: asyncpg.Connection, settings: DatabaseSettings) -> Migra
             await conn.execute(
                 "INSERT INTO pairstream_migrations (version, name, variant, checksum) "
                 "VALUES ($1, $2, $3, $4)",
-                migration.version, migration.name, variant, migration.checksum(variant),
+                migration.version,
+                migration.name,
+                variant,
+                migration.checksum(variant),
             )
             applied.append(migration.version)
-            log.info("applied migration %04d_%s (%s) to schema %s",
-                     migration.version, migration.name, variant, schema)
+            log.info(
+                "applied migration %04d_%s (%s) to schema %s",
+                migration.version,
+                migration.name,
+                variant,
+                schema,
+            )
     assert variant is not None
     await apply_policies(conn, settings, variant)
     return MigrateResult(schema, variant, applied, already)
@@ -216,7 +225,8 @@ async def prune(conn: asyncpg.Connection, settings: DatabaseSettings) -> dict[st
         if days <= 0:
             continue
         status = await conn.execute(
-            f"DELETE FROM {_ident(table)} WHERE {_ident(column)} < now() - make_interval(days => $1)",
+            f"DELETE FROM {_ident(table)} "
+            f"WHERE {_ident(column)} < now() - make_interval(days => $1)",
             days,
         )
         deleted[table] = int(status.rsplit(" ", 1)[-1])

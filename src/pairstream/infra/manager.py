@@ -125,8 +125,9 @@ class InfraManager:
     def _save(self, records: dict[str, Record]) -> None:
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_bytes(
-            orjson.dumps({"parts": {k: asdict(v) for k, v in records.items()}},
-                         option=orjson.OPT_INDENT_2)
+            orjson.dumps(
+                {"parts": {k: asdict(v) for k, v in records.items()}}, option=orjson.OPT_INDENT_2
+            )
         )
         tmp.replace(self.state_file)
 
@@ -178,14 +179,20 @@ class InfraManager:
         if record is not None:
             if process_alive(record.launched):
                 detail = self._wait_healthy(part, record.url, self.settings.start_timeout_s)
-                return PartReport(part.name, part.env_var, "running", record.url,
-                                  f"already running (pid {record.pid}): {detail}")
+                return PartReport(
+                    part.name,
+                    part.env_var,
+                    "running",
+                    record.url,
+                    f"already running (pid {record.pid}): {detail}",
+                )
             del records[part.name]  # stale: its process has gone
         port = self._choose_port(part)
         launched = part.launch(self.home, self.settings.host, port)
         url = part.url(self.settings.host, port)
-        records[part.name] = Record(launched.pid, launched.create_time, port, url,
-                                    str(part.log_path(self.home)))
+        records[part.name] = Record(
+            launched.pid, launched.create_time, port, url, str(part.log_path(self.home))
+        )
         started.append(part.name)
         self._save(records)  # so `down` can stop it even if we die while waiting
         try:
@@ -244,14 +251,16 @@ class InfraManager:
                 return PartReport(part.name, part.env_var, "down", None, "not started")
             url = record.url
             if not process_alive(record.launched):
-                return PartReport(part.name, part.env_var, "down", url,
-                                  f"process {record.pid} is not running")
+                return PartReport(
+                    part.name, part.env_var, "down", url, f"process {record.pid} is not running"
+                )
             state = "running"
         try:
             detail = asyncio.run(asyncio.wait_for(part.probe(url), timeout=5))
         except Exception as error:  # report, never raise: status is a diagnosis
-            return PartReport(part.name, part.env_var, "unhealthy", url,
-                              f"{type(error).__name__}: {error}")
+            return PartReport(
+                part.name, part.env_var, "unhealthy", url, f"{type(error).__name__}: {error}"
+            )
         return PartReport(part.name, part.env_var, state, url, detail)
 
     # -- down -------------------------------------------------------------
@@ -267,20 +276,39 @@ class InfraManager:
                 record = records.get(part.name)
                 if record is None:
                     state: State = "external" if self.external.get(part.name) else "down"
-                    reports.append(PartReport(part.name, part.env_var, state,
-                                              self.external.get(part.name),
-                                              "not started by pairstream; left alone"))
+                    reports.append(
+                        PartReport(
+                            part.name,
+                            part.env_var,
+                            state,
+                            self.external.get(part.name),
+                            "not started by pairstream; left alone",
+                        )
+                    )
                     continue
                 if not process_alive(record.launched):
-                    reports.append(PartReport(part.name, part.env_var, "stale", record.url,
-                                              f"process {record.pid} had already exited; "
-                                              "record removed"))
+                    reports.append(
+                        PartReport(
+                            part.name,
+                            part.env_var,
+                            "stale",
+                            record.url,
+                            f"process {record.pid} had already exited; record removed",
+                        )
+                    )
                 else:
                     part.stop(self.home, record.launched)
                     if process_alive(record.launched):
                         raise InfraError(f"{part.name}: process {record.pid} would not stop")
-                    reports.append(PartReport(part.name, part.env_var, "stopped", record.url,
-                                              f"stopped process {record.pid}"))
+                    reports.append(
+                        PartReport(
+                            part.name,
+                            part.env_var,
+                            "stopped",
+                            record.url,
+                            f"stopped process {record.pid}",
+                        )
+                    )
                 self._wait_port_closed(record.port)
                 del records[part.name]
                 self._save(records)
@@ -290,9 +318,7 @@ class InfraManager:
         deadline = time.monotonic() + timeout
         while port_in_use(self.settings.host, port):
             if time.monotonic() > deadline:
-                raise InfraError(
-                    f"port {port} still accepts connections after its server stopped"
-                )
+                raise InfraError(f"port {port} still accepts connections after its server stopped")
             time.sleep(0.05)
 
 

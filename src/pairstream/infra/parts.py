@@ -6,13 +6,14 @@ TCP port, how to check it with a real request, and how to stop it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import warnings
 import shlex
 import shutil
 import signal
 import subprocess
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import asyncpg
 import psutil
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaClient  # type: ignore[attr-defined]
+from aiokafka import AIOKafkaClient
 
 
 class InfraError(RuntimeError):
@@ -98,16 +99,12 @@ def terminate(launched: Launched, timeout: float = 10.0) -> None:
     proc = psutil.Process(launched.pid)
     family = [proc, *proc.children(recursive=True)]
     for member in family:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             member.send_signal(signal.SIGTERM)
-        except psutil.NoSuchProcess:
-            pass
     _, alive = psutil.wait_procs(family, timeout=timeout)
     for member in alive:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             member.kill()
-        except psutil.NoSuchProcess:
-            pass
     psutil.wait_procs(alive, timeout=5)
 
 
@@ -219,8 +216,16 @@ class PostgresPart(Part):
             if data.exists():
                 shutil.rmtree(data)
             done = self._pg(
-                [self._bin("initdb"), "-D", str(data), "--auth=trust", "--encoding=UTF8",
-                 "--no-instructions", "-U", self.user],
+                [
+                    self._bin("initdb"),
+                    "-D",
+                    str(data),
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-instructions",
+                    "-U",
+                    self.user,
+                ],
                 timeout=120,
             )
             if done.returncode:
@@ -230,8 +235,19 @@ class PostgresPart(Part):
             stale.unlink()  # the recorded server is gone (checked by the caller)
         options = f"-h {shlex.quote(host)} -p {port} -k ''"
         done = self._pg(
-            [self._bin("pg_ctl"), "-D", str(data), "-l", str(self.log_path(home)), "-w",
-             "-t", "60", "-o", options, "start"],
+            [
+                self._bin("pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(self.log_path(home)),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                options,
+                "start",
+            ],
             timeout=90,
         )
         if done.returncode:
@@ -268,8 +284,17 @@ class PostgresPart(Part):
         data = home / "postgres" / "data"
         if process_alive(launched) and data.exists():
             self._pg(
-                [self._bin("pg_ctl"), "-D", str(data), "-m", "fast", "-w",
-                 "-t", str(int(timeout)), "stop"],
+                [
+                    self._bin("pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "-t",
+                    str(int(timeout)),
+                    "stop",
+                ],
                 timeout=timeout + 5,
             )
         terminate(launched, timeout)
@@ -291,8 +316,21 @@ class RedisPart(Part):
         work = home / "redis"
         work.mkdir(parents=True, exist_ok=True)
         argv = [
-            binary, "--port", str(port), "--bind", host, "--save", "", "--appendonly", "no",
-            "--dir", str(work), "--protected-mode", "no", "--daemonize", "no",
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            host,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(work),
+            "--protected-mode",
+            "no",
+            "--daemonize",
+            "no",
         ]
         return _spawn(argv, self.log_path(home), work)
 

@@ -20,8 +20,10 @@ from pairstream.db.migrate import (
 )
 from pairstream.settings import DatabaseSettings
 
-BAR_COLUMNS = ("market, symbol, tf, start, open, high, low, close, volume, quote_volume, trades, "
-               "vwap, buy_volume, first_trade_id, last_trade_id, revision, final, ts_event, ts_init")
+BAR_COLUMNS = (
+    "market, symbol, tf, start, open, high, low, close, volume, quote_volume, trades, "
+    "vwap, buy_volume, first_trade_id, last_trade_id, revision, final, ts_event, ts_init"
+)
 
 
 def ts(ms: int) -> datetime:
@@ -29,8 +31,27 @@ def ts(ms: int) -> datetime:
 
 
 def bar_row(start_ms: int, close: float = 101.0, revision: int = 0) -> tuple[object, ...]:
-    return ("usdm", "BTCUSDT", "1m", ts(start_ms), 100.0, 102.0, 99.0, close, 3.0, 300.0, 7,
-            100.5, 1.0, 10, 16, revision, True, ts(start_ms + 59_000), ts(start_ms + 61_000))
+    return (
+        "usdm",
+        "BTCUSDT",
+        "1m",
+        ts(start_ms),
+        100.0,
+        102.0,
+        99.0,
+        close,
+        3.0,
+        300.0,
+        7,
+        100.5,
+        1.0,
+        10,
+        16,
+        revision,
+        True,
+        ts(start_ms + 59_000),
+        ts(start_ms + 61_000),
+    )
 
 
 async def upsert_bar(conn: asyncpg.Connection, row: tuple[object, ...]) -> None:
@@ -52,11 +73,19 @@ async def test_migrate_creates_tables_then_is_idempotent(
     second = await migrate(db, db_settings)
     assert second.applied == []
     assert second.already == first.applied
-    tables = {r["tablename"] for r in await db.fetch(
-        "SELECT tablename FROM pg_tables WHERE schemaname = $1", db_settings.schema_name)}
+    tables = {
+        r["tablename"]
+        for r in await db.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = $1", db_settings.schema_name
+        )
+    }
     assert {"ticks", "bars", "pairstream_migrations"} <= tables
-    indexes = {r["indexname"] for r in await db.fetch(
-        "SELECT indexname FROM pg_indexes WHERE schemaname = $1", db_settings.schema_name)}
+    indexes = {
+        r["indexname"]
+        for r in await db.fetch(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = $1", db_settings.schema_name
+        )
+    }
     assert {"ticks_ts_event_brin", "bars_tf_start"} <= indexes
 
 
@@ -68,8 +97,10 @@ async def test_bars_upsert_by_symbol_tf_start_keeps_the_latest_revision(
     await upsert_bar(db, bar_row(start, close=101.0, revision=1))
     await upsert_bar(db, bar_row(start, close=100.2, revision=0))  # stale revision loses
     await upsert_bar(db, bar_row(start + 60_000))
-    rows = await db.fetch("SELECT start, close, revision FROM bars WHERE symbol = 'BTCUSDT' "
-                          "AND tf = '1m' ORDER BY start")
+    rows = await db.fetch(
+        "SELECT start, close, revision FROM bars WHERE symbol = 'BTCUSDT' "
+        "AND tf = '1m' ORDER BY start"
+    )
     assert [(r["close"], r["revision"]) for r in rows] == [(101.0, 1), (101.0, 0)]
     assert rows[0]["start"] == ts(start)
 

@@ -55,7 +55,10 @@ def test_up_is_healthy_within_30s_and_status_checks_each_part(manager: InfraMana
     took = time.monotonic() - started
     assert took < 30, f"infra up took {took:.1f}s"
     assert [(r.name, r.state) for r in reports] == [
-        ("kafka", "started"), ("postgres", "started"), ("redis", "started")]
+        ("kafka", "started"),
+        ("postgres", "started"),
+        ("redis", "started"),
+    ]
     status = {r.name: r for r in manager.status()}
     assert all(r.state == "running" for r in status.values())
     assert "metadata ok" in status["kafka"].detail
@@ -69,9 +72,12 @@ def test_up_twice_does_not_start_a_second_copy(manager: InfraManager) -> None:
     again = manager.up()
     assert {r.state for r in again} == {"running"}
     assert server_pids(manager) == before
-    tansu = [p for p in psutil.process_iter(["cmdline"])
-             if any("tansu" in part for part in (p.info["cmdline"] or []))
-             and str(manager.records()["kafka"].port) in " ".join(p.info["cmdline"] or [])]
+    tansu = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if any("tansu" in part for part in (p.info["cmdline"] or []))
+        and str(manager.records()["kafka"].port) in " ".join(p.info["cmdline"] or [])
+    ]
     assert len(tansu) == 1
 
 
@@ -84,8 +90,9 @@ def test_killed_broker_is_reported_down_and_down_cleans_up(manager: InfraManager
     assert status["kafka"].state == "down"
     assert f"process {records['kafka'].pid} is not running" in status["kafka"].detail
     assert status["postgres"].state == "running"
-    result = CliRunner().invoke(app, ["infra", "status"],
-                                env={"PAIRSTREAM_STATE_DIR": str(manager.home)})
+    result = CliRunner().invoke(
+        app, ["infra", "status"], env={"PAIRSTREAM_STATE_DIR": str(manager.home)}
+    )
     assert result.exit_code == 1
     reports = {r.name: r.state for r in manager.down()}
     assert reports == {"kafka": "stale", "postgres": "stopped", "redis": "stopped"}
@@ -98,8 +105,9 @@ def test_killed_broker_is_reported_down_and_down_cleans_up(manager: InfraManager
 
 def postgres_children(m: InfraManager) -> list[psutil.Process]:
     data = str(m.home / "postgres" / "data")
-    return [p for p in psutil.process_iter(["cmdline"])
-            if data in " ".join(p.info["cmdline"] or [])]
+    return [
+        p for p in psutil.process_iter(["cmdline"]) if data in " ".join(p.info["cmdline"] or [])
+    ]
 
 
 def test_down_leaves_no_process_and_no_listening_port(manager: InfraManager) -> None:
@@ -162,8 +170,9 @@ def test_external_part_is_checked_but_never_started_or_stopped(tmp_path: Path) -
     base.up()
     try:
         redis_url = base.records()["redis"].url
-        other = InfraManager(InfraSettings(PAIRSTREAM_STATE_DIR=tmp_path / "other"),
-                             external={"redis": redis_url})
+        other = InfraManager(
+            InfraSettings(PAIRSTREAM_STATE_DIR=tmp_path / "other"), external={"redis": redis_url}
+        )
         reports = {r.name: r for r in other.up()}
         assert reports["redis"].state == "external"
         assert set(other.records()) == {"kafka", "postgres"}
