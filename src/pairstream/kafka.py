@@ -19,7 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, UnknownError, UnsupportedVersionError
 
 from pairstream.codec import Codec
-from pairstream.infra import resolve_endpoints
+from pairstream.infra import resolve_endpoint
 from pairstream.messages import Message
 from pairstream.settings import KafkaSettings, TopicSettings
 from pairstream.topics import topic_specs
@@ -32,7 +32,7 @@ _TOPIC_ALREADY_EXISTS = 36
 def bootstrap_servers(settings: KafkaSettings | None = None) -> str:
     """``KAFKA_BOOTSTRAP``, else the embedded broker of ``pairstream infra up``."""
     settings = settings or KafkaSettings()
-    return settings.bootstrap or resolve_endpoints().kafka_bootstrap
+    return settings.bootstrap or resolve_endpoint("kafka")
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,7 +61,7 @@ class ChildState:
     process: asyncio.subprocess.Process | None = None
     starts: int = 0
     failures: int = 0
-    last_exit: int | None = None
+    last_exit: int | str | None = None
 
 
 class Supervisor:
@@ -103,18 +103,23 @@ class Supervisor:
     async def _keep_running(self, child: ChildState) -> None:
         while not self._stopping.is_set():
             started = self.clock.monotonic()
-            child.process = await asyncio.create_subprocess_exec(
-                *child.spec.argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                env=self.env,
-                start_new_session=True,
-            )
-            child.starts += 1
-            log.info("started %s (pid %d)", child.spec.name, child.process.pid)
-            await self._pump(child)
-            code = await child.process.wait()
+            try:
+                child.process = await asyncio.create_subprocess_exec(
+                    *child.spec.argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.STDOUT,
+                    env=self.env,
+                    start_new_session=True,
+                )
+            except OSError as error:  # e.g. a missing executable: retry like a crash
+                log.error("cannot start %s: %s", child.spec.name, error)
+                code: int | str = f"not started ({error.strerror})"
+            else:
+                child.starts += 1
+                log.info("started %s (pid %d)", child.spec.name, child.process.pid)
+                await self._pump(child)
+                code = await child.process.wait()
             child.last_exit = code
             if self._stopping.is_set():
                 return

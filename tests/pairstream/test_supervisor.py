@@ -73,3 +73,18 @@ async def test_stop_kills_a_child_that_ignores_sigterm_within_the_grace_period()
     assert time.monotonic() - started < 4
     for pid in pids:
         assert not psutil.pid_exists(pid)
+
+
+async def test_a_service_that_cannot_be_started_is_retried_not_dropped(tmp_path: Path) -> None:
+    lines: list[str] = []
+    sup = Supervisor(
+        [ServiceSpec("missing", [str(tmp_path / "no-such-binary")])],
+        out=lines.append,
+        backoff=Backoff(base_s=0.05, cap_s=0.1),
+    )
+    runner = asyncio.create_task(sup.run())
+    await eventually(lambda: sup.children["missing"].failures >= 3, timeout=10)
+    sup.stop()
+    await asyncio.wait_for(runner, timeout=10)
+    assert str(sup.children["missing"].last_exit).startswith("not started")
+    assert sup.children["missing"].starts == 0

@@ -6,14 +6,14 @@ from typing import Any
 
 import asyncpg
 
-from pairstream.infra import resolve_endpoints
+from pairstream.infra import resolve_endpoint
 from pairstream.settings import DatabaseSettings
 
 
 def database_url(settings: DatabaseSettings | None = None) -> str:
     """``DATABASE_URL``, else the embedded server of ``pairstream infra up``."""
     settings = settings or DatabaseSettings()
-    return settings.url or resolve_endpoints().database_url
+    return settings.url or resolve_endpoint("postgres")
 
 
 def _server_settings(settings: DatabaseSettings) -> dict[str, str]:

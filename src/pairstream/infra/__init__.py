@@ -23,16 +23,32 @@ class Endpoints:
     redis_url: str
 
 
+def resolve_endpoint(part: str, settings: InfraSettings | None = None) -> str:
+    """The address of one part (``kafka``, ``postgres`` or ``redis``): environment first,
+    else the server ``pairstream infra up`` recorded."""
+    manager = InfraManager(settings)
+    url = manager.urls().get(part)
+    if url is None:
+        env_var = next(p.env_var for p in manager.parts if p.name == part)
+        raise InfraError(f"no address for {part}: set {env_var}, or run `pairstream infra up`")
+    return url
+
+
 def resolve_endpoints(settings: InfraSettings | None = None) -> Endpoints:
-    """Addresses from the environment, else from ``pairstream infra up``'s records."""
-    urls = InfraManager(settings).urls()
-    missing = [name for name in ("kafka", "postgres", "redis") if name not in urls]
-    if missing:
-        raise InfraError(
-            f"no address for {', '.join(missing)}: set KAFKA_BOOTSTRAP / DATABASE_URL / "
-            "REDIS_URL, or run `pairstream infra up`"
-        )
-    return Endpoints(urls["kafka"], urls["postgres"], urls["redis"])
+    """All three addresses (see :func:`resolve_endpoint`)."""
+    return Endpoints(
+        resolve_endpoint("kafka", settings),
+        resolve_endpoint("postgres", settings),
+        resolve_endpoint("redis", settings),
+    )
 
 
-__all__ = ["Endpoints", "InfraError", "InfraManager", "PartReport", "exports", "resolve_endpoints"]
+__all__ = [
+    "Endpoints",
+    "InfraError",
+    "InfraManager",
+    "PartReport",
+    "exports",
+    "resolve_endpoint",
+    "resolve_endpoints",
+]
