@@ -131,6 +131,10 @@ async def start_producer(settings: KafkaSettings | None = None) -> AIOKafkaProdu
     kwargs = producer_kwargs(settings)
     if settings.idempotence != "off":
         producer = AIOKafkaProducer(enable_idempotence=True, **kwargs)
+        sender_log = logging.getLogger("aiokafka.producer.sender")
+        level = sender_log.level
+        if settings.idempotence == "auto":
+            sender_log.setLevel(logging.CRITICAL)  # a refusal is an answer here, reported below
         try:
             await producer.start()
             return producer
@@ -143,6 +147,8 @@ async def start_producer(settings: KafkaSettings | None = None) -> AIOKafkaProdu
                 "idempotence (set KAFKA_IDEMPOTENCE=off to skip this check)",
                 error,
             )
+        finally:
+            sender_log.setLevel(level)
     producer = AIOKafkaProducer(enable_idempotence=False, **kwargs)
     await producer.start()
     return producer

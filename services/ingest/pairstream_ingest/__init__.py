@@ -1,0 +1,1 @@
+"""The ingest service: Binance trades (live, replayed or synthetic) into the ``ticks`` topic."""
