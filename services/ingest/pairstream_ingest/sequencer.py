@@ -41,6 +41,7 @@ class Sequencer:
     next_id: int | None = None
     stats: SequencerStats = field(default_factory=SequencerStats)
     _waiting: list[tuple[int, int, Trade]] = field(default_factory=list)
+    _waiting_lows: set[int] = field(default_factory=set)
 
     def push(self, trade: Trade) -> list[Trade]:
         """Offer one trade; returns the trades now releasable, in id order."""
@@ -56,10 +57,11 @@ class Sequencer:
             self.stats.duplicates += 1
             return []
         if lo > self.next_id:
-            if any(w_lo == lo for w_lo, _, _ in self._waiting):
+            if lo in self._waiting_lows:
                 self.stats.duplicates += 1
                 return []
             heapq.heappush(self._waiting, (lo, hi, trade))
+            self._waiting_lows.add(lo)
             self.stats.reordered += 1
             return []
         released = [trade]
@@ -72,6 +74,7 @@ class Sequencer:
         assert self.next_id is not None
         while self._waiting and self._waiting[0][0] <= self.next_id:
             lo, hi, trade = heapq.heappop(self._waiting)
+            self._waiting_lows.discard(lo)
             if hi < self.next_id or lo < self.next_id:
                 self.stats.duplicates += 1
                 continue
