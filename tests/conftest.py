@@ -84,11 +84,10 @@ async def db_settings(endpoints: Endpoints) -> AsyncIterator[DatabaseSettings]:
 @pytest.fixture
 async def db(db_settings: DatabaseSettings) -> AsyncIterator[asyncpg.Connection]:
     """A connection whose search_path is the test's schema (not migrated)."""
-    from pairstream.db import connect
+    from pairstream.db import connection
 
-    conn = await connect(db_settings)
-    yield conn
-    await conn.close()
+    async with connection(db_settings) as conn:
+        yield conn
 
 
 @pytest.fixture

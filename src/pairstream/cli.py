@@ -7,7 +7,7 @@ import os
 import signal
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from rich.console import Console
@@ -16,6 +16,7 @@ from rich.table import Table
 from pairstream import __version__
 from pairstream.infra import InfraError, InfraManager, PartReport, exports
 from pairstream.logs import setup_logging
+from pairstream.messages import Market
 from pairstream.settings import DatabaseSettings, KafkaSettings, TopicSettings, settings_table
 
 app = typer.Typer(
@@ -141,15 +142,12 @@ def topics_create() -> None:
 
 
 async def _migrate() -> str:
-    from pairstream.db import connect
+    from pairstream.db import connection
     from pairstream.db.migrate import migrate
 
     settings = DatabaseSettings()
-    conn = await connect(settings)
-    try:
+    async with connection(settings) as conn:
         result = await migrate(conn, settings)
-    finally:
-        await conn.close()
     return (
         f"schema {result.schema} ({result.variant}): applied {result.applied or 'none'}, "
         f"already applied {result.already or 'none'}"
@@ -170,16 +168,13 @@ def db_migrate() -> None:
 @db_app.command("prune")
 def db_prune() -> None:
     """Delete rows past their retention (plain PostgreSQL; TimescaleDB uses policies)."""
-    from pairstream.db import connect
+    from pairstream.db import connection
     from pairstream.db.migrate import prune
 
     async def run() -> dict[str, int]:
         settings = DatabaseSettings()
-        conn = await connect(settings)
-        try:
+        async with connection(settings) as conn:
             return await prune(conn, settings)
-        finally:
-            await conn.close()
 
     console.print(asyncio.run(run()))
 
@@ -236,7 +231,7 @@ def replay(
             run_replay(
                 paths,
                 _speed(speed),
-                market=market,  # type: ignore[arg-type]
+                market=cast(Market, market),
                 symbols=wanted,
                 progress=progress,
             )

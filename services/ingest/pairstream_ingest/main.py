@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pairstream.clock import Clock, SystemClock
-from pairstream.kafka import MessageProducer, TopicRequest, ensure_topics
+from pairstream.kafka import MessageProducer, contract_topics, ensure_topics
 from pairstream.messages import Market
 from pairstream.settings import KafkaSettings, TopicSettings
 from pairstream_ingest.config import IngestSettings
@@ -33,15 +33,8 @@ async def run_replay(
     for path in paths:
         if not path.is_file():
             raise FileNotFoundError(f"no such replay file: {path}")
-    await ensure_topics(
-        [
-            TopicRequest(topics.ticks, topics.ticks_partitions, topics.replication_factor),
-            TopicRequest(
-                topics.dead_letter, topics.dead_letter_partitions, topics.replication_factor
-            ),
-        ],
-        kafka,
-    )
+    produced = {topics.ticks, topics.dead_letter}
+    await ensure_topics([t for t in contract_topics(topics) if t.name in produced], kafka)
     market = market or settings.market
     async with MessageProducer(kafka) as producer:
         sink = TickSink(

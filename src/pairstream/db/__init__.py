@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -26,6 +28,18 @@ async def connect(settings: DatabaseSettings | None = None, **kwargs: Any) -> as
     return await asyncpg.connect(
         database_url(settings), server_settings=_server_settings(settings), **kwargs
     )
+
+
+@asynccontextmanager
+async def connection(
+    settings: DatabaseSettings | None = None, **kwargs: Any
+) -> AsyncIterator[asyncpg.Connection]:
+    """``async with connection() as conn``: :func:`connect`, closed on exit."""
+    conn = await connect(settings, **kwargs)
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 async def create_pool(settings: DatabaseSettings | None = None, **kwargs: Any) -> asyncpg.Pool:
