@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from pairstream.settings import ServiceSettings
+
+#: Today's routed defaults (USD-M moved trade streams to ``/market`` on 2026-04-23).
+DEFAULT_WS_URL = {
+    "usdm": "wss://fstream.binance.com/market/stream",
+    "spot": "wss://stream.binance.com:9443/stream",
+}
+DEFAULT_REST_URL = {"usdm": "https://fapi.binance.com", "spot": "https://api.binance.com"}
+#: Incoming control messages per second and connection that Binance allows.
+CONTROL_LIMIT = {"usdm": 10.0, "spot": 5.0}
 
 
 class IngestSettings(ServiceSettings):
@@ -17,12 +26,91 @@ class IngestSettings(ServiceSettings):
         env_prefix="INGEST_", frozen=True, extra="ignore", populate_by_name=True
     )
 
+    metrics_port: int = Field(
+        default=9101, ge=0, le=65535, description="Prometheus metrics port (0 = disabled)."
+    )
     source: Literal["binance", "replay", "synthetic"] = Field(
         default="synthetic", description="Trade source; `synthetic` works offline."
     )
     market: Literal["usdm", "spot"] = Field(default="usdm", description="Binance market.")
+    stream: Literal["trade", "aggTrade"] = Field(
+        default="trade", description="Binance stream: every trade, or aggregate trades."
+    )
     symbols: Annotated[tuple[str, ...], NoDecode] = Field(
         default=("BTCUSDT", "ETHUSDT"), description="Symbols, comma-separated."
+    )
+    ws_url: str | None = Field(
+        default=None,
+        description="WebSocket URL (combined-stream route); unset = today's route for the market: "
+        "usdm `wss://fstream.binance.com/market/stream`, spot `wss://stream.binance.com:9443/stream`.",
+    )
+    rest_url: str | None = Field(
+        default=None,
+        description="REST base URL for gap backfill; unset = `https://fapi.binance.com` (usdm) or "
+        "`https://api.binance.com` (spot).",
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="Binance API key (read-only is enough): gaps are filled with exact trades "
+        "from `historicalTrades`; without it, with aggregate trades.",
+    )
+    max_streams_per_connection: int = Field(
+        default=200, ge=1, le=1024, description="Streams per WebSocket connection."
+    )
+    streams_per_subscribe: int = Field(
+        default=50, ge=1, description="Streams named in one SUBSCRIBE message."
+    )
+    control_rate: float | None = Field(
+        default=None,
+        gt=0,
+        description="Control messages per second and connection; unset = 80% of Binance's limit "
+        "(usdm 10/s, spot 5/s).",
+    )
+    ping_interval_s: float = Field(
+        default=20.0, gt=0, description="Client keepalive ping interval (a stalled socket fails)."
+    )
+    ping_timeout_s: float = Field(default=20.0, gt=0, description="Keepalive pong timeout.")
+    open_timeout_s: float = Field(default=10.0, gt=0, description="Connect + handshake timeout.")
+    subscribe_timeout_s: float = Field(
+        default=10.0, gt=0, description="How long a SUBSCRIBE answer may take."
+    )
+    connection_lifetime_s: float = Field(
+        default=23.5 * 3600,
+        gt=0,
+        description="Reconnect proactively after this long (Binance closes at 24 h).",
+    )
+    rotation_overlap_s: float = Field(
+        default=30.0, ge=0, description="Old and new connection both stream this long on rotation."
+    )
+    silent_after_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Subscribed but no trade for this long: alarm and reconnect.",
+    )
+    reconnect_base_s: float = Field(
+        default=0.5, gt=0, description="Reconnect backoff: first delay bound."
+    )
+    reconnect_cap_s: float = Field(
+        default=30.0, gt=0, description="Reconnect backoff: largest delay (retries never stop)."
+    )
+    stable_after_s: float = Field(
+        default=30.0, gt=0, description="A connection that lived this long resets the backoff."
+    )
+    gap_grace_s: float = Field(
+        default=0.5,
+        ge=0,
+        description="Wait this long for late frames before filling a trade-id gap over REST.",
+    )
+    gap_retry_s: float = Field(
+        default=2.0, gt=0, description="Retry a gap REST could not fill yet after this long."
+    )
+    gap_give_up_s: float = Field(
+        default=600.0, gt=0, description="Give up an unfillable gap after this long (alarmed)."
+    )
+    rest_weight_per_minute: int = Field(
+        default=1_200,
+        gt=0,
+        description="REST request weight budget per minute (Binance: usdm 2400, spot 6000).",
     )
     max_run_trades: int = Field(
         default=2_000, ge=1, description="Most trades in one `ticks` message (runs are split)."
@@ -32,10 +120,44 @@ class IngestSettings(ServiceSettings):
         ge=1,
         description="Trades held behind a trade-id gap before the gap is given up (replay).",
     )
+    replay_paths: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="Files for `--source replay`, comma-separated."
+    )
+    replay_speed: float | None = Field(
+        default=None, gt=0, description="Replay speed (event time × speed); unset = max."
+    )
+    synthetic_seed: int = Field(default=7, description="Seed of the synthetic source.")
+    synthetic_speed: float | None = Field(
+        default=1.0,
+        gt=0,
+        description="Synthetic time × speed (1 = real time); unset = as fast as possible.",
+    )
 
     @field_validator("symbols", mode="before")
     @classmethod
-    def _split(cls, value: object) -> object:
+    def _split_symbols(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(s.strip().upper() for s in value.split(",") if s.strip())
         return value
+
+    @field_validator("replay_paths", mode="before")
+    @classmethod
+    def _split_paths(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(s.strip() for s in value.split(",") if s.strip())
+        return value
+
+    @property
+    def ws_base(self) -> str:
+        """The WebSocket URL in use."""
+        return self.ws_url or DEFAULT_WS_URL[self.market]
+
+    @property
+    def rest_base(self) -> str:
+        """The REST base URL in use."""
+        return (self.rest_url or DEFAULT_REST_URL[self.market]).rstrip("/")
+
+    @property
+    def control_per_s(self) -> float:
+        """Control messages per second actually sent."""
+        return self.control_rate or 0.8 * CONTROL_LIMIT[self.market]

@@ -225,13 +225,13 @@ async def replay(
                 await clock.sleep(wait)
         if item.error is not None or item.trade is None or item.symbol is None:
             stats.bad += 1
-            await sink.dead_letter(
+            sink.dead_letter(
                 item.source, item.error or "unusable record", item.raw, key=item.symbol
             )
             continue
         if symbols is not None and item.symbol not in symbols:
             stats.not_subscribed += 1
-            await sink.dead_letter(
+            sink.dead_letter(
                 item.source,
                 f"symbol {item.symbol} not subscribed",
                 item.raw or repr(item.trade).encode(),
@@ -241,7 +241,7 @@ async def replay(
         sequencer = sequencers.get(item.symbol)
         if sequencer is None:
             sequencer = sequencers[item.symbol] = Sequencer(item.symbol)
-        sink.add(item.symbol, sequencer.push(item.trade))
+        sink.add(item.symbol, sequencer.push(item.trade, "replay"))
         if sequencer.waiting > max_waiting:
             gap = sequencer.gap()
             log.warning(
@@ -251,6 +251,7 @@ async def replay(
         since_flush += 1
         if since_flush >= chunk:
             await sink.flush()
+            await sink.drain()
             since_flush = 0
             if progress is not None:
                 progress(stats.read)

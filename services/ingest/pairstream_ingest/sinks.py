@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pairstream.clock import Clock
 from pairstream.kafka import MessageProducer
-from pairstream.messages import DeadLetter, Market, TickRun, TickSource, Trade
+from pairstream.messages import DeadLetter, Market, Message, TickRun, TickSource, Trade
 from pairstream.settings import TopicSettings
+from pairstream.supervisor import Backoff
+from pairstream_ingest.metrics import IngestMetrics
+from pairstream_ingest.sequencer import Released
+
+log = logging.getLogger(__name__)
 
 
 def raw_text(raw: bytes | str) -> tuple[str, Literal["utf-8", "base64"]]:
@@ -22,13 +30,21 @@ def raw_text(raw: bytes | str) -> tuple[str, Literal["utf-8", "base64"]]:
         return base64.b64encode(raw).decode("ascii"), "base64"
 
 
+@dataclass(slots=True)
+class _Sent:
+    topic: str
+    message: Message
+    ack: asyncio.Future[Any]
+
+
 class TickSink:
-    """Collects released trades per symbol and publishes each symbol's batch as runs.
+    """Collects released trades per symbol and publishes them as runs, in order.
 
     :meth:`flush` sends whatever has been collected, without waiting for more;
-    :meth:`drain` waits until the broker has acknowledged everything sent.
-    A failed delivery raises from :meth:`drain` (the caller must not report
-    progress past it).
+    :meth:`drain` waits until the broker has acknowledged everything sent. A
+    failed send is sent again, with everything after it, in the same order,
+    until the broker takes it (readers drop the repeats by trade id), so
+    nothing is reported as published before it is.
     """
 
     def __init__(
@@ -37,45 +53,37 @@ class TickSink:
         topics: TopicSettings,
         clock: Clock,
         market: Market,
-        source: TickSource,
         max_run_trades: int = 2_000,
         service: str = "ingest",
+        metrics: IngestMetrics | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self.producer = producer
         self.topics = topics
         self.clock = clock
         self.market: Market = market
-        self.source: TickSource = source
         self.max_run_trades = max_run_trades
         self.service = service
-        self._pending: dict[str, list[Trade]] = {}
-        self._inflight: list[asyncio.Future[Any]] = []
+        self.metrics = metrics
+        self.backoff = backoff or Backoff(base_s=0.2, cap_s=10.0)
+        self._pending: dict[str, list[tuple[TickSource, list[Trade]]]] = {}
+        self._letters: list[DeadLetter] = []
+        self._inflight: list[_Sent] = []
         self.published_trades = 0
         self.published_runs = 0
         self.dead_letters = 0
 
-    def add(self, symbol: str, trades: list[Trade]) -> None:
-        if trades:
-            self._pending.setdefault(symbol, []).extend(trades)
+    def add(self, symbol: str, released: Iterable[Released]) -> None:
+        """Queue released trades of ``symbol`` (kept in order, grouped by source)."""
+        segments: list[tuple[TickSource, list[Trade]]] | None = None
+        for trade, source in released:
+            if segments is None:
+                segments = self._pending.setdefault(symbol, [])
+            if not segments or segments[-1][0] != source:
+                segments.append((source, []))
+            segments[-1][1].append(trade)
 
-    async def flush(self) -> None:
-        """Send every symbol's collected trades now, as runs of at most ``max_run_trades``."""
-        pending, self._pending = self._pending, {}
-        now = self.clock.now_ms()
-        for symbol, trades in pending.items():
-            for start in range(0, len(trades), self.max_run_trades):
-                run = TickRun(
-                    market=self.market,
-                    symbol=symbol,
-                    source=self.source,
-                    ts_ingest=now,
-                    trades=trades[start : start + self.max_run_trades],
-                )
-                self._inflight.append(await self.producer.send(self.topics.ticks, run))
-                self.published_runs += 1
-                self.published_trades += len(run.trades)
-
-    async def dead_letter(
+    def dead_letter(
         self,
         source: str,
         reason: str,
@@ -83,21 +91,82 @@ class TickSink:
         key: str | None = None,
         ts_event: int | None = None,
     ) -> None:
+        """Queue ``raw`` for the dead-letter topic with the reason (sent by :meth:`flush`)."""
         text, encoding = raw_text(raw)
-        letter = DeadLetter(
-            source=source,
-            service=self.service,
-            reason=reason,
-            raw=text,
-            raw_encoding=encoding,
-            original_key=key,
-            ts_event=ts_event,
-            ts_init=self.clock.now_ms(),
+        self._letters.append(
+            DeadLetter(
+                source=source,
+                service=self.service,
+                reason=reason,
+                raw=text,
+                raw_encoding=encoding,
+                original_key=key,
+                ts_event=ts_event,
+                ts_init=self.clock.now_ms(),
+            )
         )
-        self._inflight.append(await self.producer.send(self.topics.dead_letter, letter))
         self.dead_letters += 1
+        if self.metrics is not None:
+            self.metrics.dead_letters.labels(key or "").inc()
+
+    @property
+    def pending(self) -> bool:
+        """Whether anything waits to be sent."""
+        return bool(self._pending or self._letters)
+
+    async def flush(self) -> None:
+        """Send every symbol's collected trades now, as runs of at most ``max_run_trades``."""
+        pending, self._pending = self._pending, {}
+        letters, self._letters = self._letters, []
+        now = self.clock.now_ms()
+        for symbol, segments in pending.items():
+            for source, trades in segments:
+                for start in range(0, len(trades), self.max_run_trades):
+                    run = TickRun(
+                        market=self.market,
+                        symbol=symbol,
+                        source=source,
+                        ts_ingest=now,
+                        trades=trades[start : start + self.max_run_trades],
+                    )
+                    await self._send(self.topics.ticks, run)
+                    self.published_runs += 1
+                    self.published_trades += len(run.trades)
+        for letter in letters:
+            await self._send(self.topics.dead_letter, letter)
+
+    async def _send(self, topic: str, message: Message) -> None:
+        self._inflight.append(_Sent(topic, message, await self.producer.send(topic, message)))
 
     async def drain(self) -> None:
-        """Wait for the broker's acknowledgement of everything sent so far."""
-        inflight, self._inflight = self._inflight, []
-        await asyncio.gather(*inflight)
+        """Wait until the broker has acknowledged everything sent so far."""
+        failures = 0
+        while self._inflight:
+            inflight, self._inflight = self._inflight, []
+            results = await asyncio.gather(*(s.ack for s in inflight), return_exceptions=True)
+            failed = next((i for i, r in enumerate(results) if isinstance(r, BaseException)), None)
+            self._acked(inflight if failed is None else inflight[:failed])
+            if failed is None:
+                return
+            failures += 1
+            delay = self.backoff.delay(failures)
+            log.error(
+                "delivery to %s failed (%r); resending %d messages in %.1f s",
+                inflight[failed].topic,
+                results[failed],
+                len(inflight) - failed,
+                delay,
+            )
+            await self.clock.sleep(delay)
+            for sent in inflight[failed:]:
+                await self._send(sent.topic, sent.message)
+
+    def _acked(self, sent: list[_Sent]) -> None:
+        if self.metrics is None:
+            return
+        for item in sent:
+            if isinstance(item.message, TickRun):
+                run = item.message
+                self.metrics.published(
+                    run.symbol, run.source, len(run.trades), run.trades[-1].ts_event
+                )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from pairstream.messages import Trade
-from pairstream_ingest.sequencer import Sequencer
+from pairstream_ingest.sequencer import Released, Sequencer
 
 
 def trade(i: int, last: int | None = None) -> Trade:
@@ -22,8 +22,8 @@ def trade(i: int, last: int | None = None) -> Trade:
     )
 
 
-def ids(trades: list[Trade]) -> list[int]:
-    return [t.trade_id for t in trades]
+def ids(released: list[Released]) -> list[int]:
+    return [t.trade_id for t, _ in released]
 
 
 def test_duplicates_are_dropped_and_counted() -> None:

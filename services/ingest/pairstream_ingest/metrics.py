@@ -1,0 +1,75 @@
+"""Prometheus metrics of the ingest service (one registry per pipeline, so tests stay apart)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram
+
+from pairstream.clock import Clock
+
+CONNECTION_STATES = ["connecting", "subscribing", "streaming", "silent", "closed"]
+
+
+class IngestMetrics:
+    """Per symbol: trades, last-trade age, gaps, duplicates, dead letters; per connection: state."""
+
+    def __init__(self, clock: Clock, registry: CollectorRegistry | None = None) -> None:
+        self.clock = clock
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.trades = Counter(
+            "ingest_trades", "Trades published to ticks.", ["symbol", "source"], registry=r
+        )
+        self.last_trade_ms = Gauge(
+            "ingest_last_trade_timestamp_ms", "Event time of the last published trade.",
+            ["symbol"], registry=r,
+        )  # fmt: skip
+        self.last_trade_age = Gauge(
+            "ingest_last_trade_age_seconds", "Seconds since the last published trade's event time.",
+            ["symbol"], registry=r,
+        )  # fmt: skip
+        self.gaps = Counter("ingest_gaps", "Trade-id gaps found.", ["symbol"], registry=r)
+        self.gap_ids_filled = Counter(
+            "ingest_gap_ids_filled", "Missing trade ids filled over REST.", ["symbol"], registry=r
+        )
+        self.gap_ids_skipped = Counter(
+            "ingest_gap_ids_skipped", "Missing trade ids given up (alarm).", ["symbol"], registry=r
+        )
+        self.duplicates = Counter(
+            "ingest_duplicates", "Duplicate trades dropped.", ["symbol"], registry=r
+        )
+        self.dead_letters = Counter(
+            "ingest_dead_letters", "Frames sent to the dead-letter topic.", ["symbol"], registry=r
+        )
+        self.reconnects = Counter(
+            "ingest_reconnects", "WebSocket reconnects.", ["connection", "cause"], registry=r
+        )
+        self.silent_alarms = Counter(
+            "ingest_silent_stream_alarms", "Subscribed streams that went silent.",
+            ["connection"], registry=r,
+        )  # fmt: skip
+        self.state = Enum(
+            "ingest_connection_state", "WebSocket connection state.", ["connection"],
+            states=CONNECTION_STATES, registry=r,
+        )  # fmt: skip
+        self.rest_requests = Counter(
+            "ingest_rest_requests", "Backfill REST requests.", ["endpoint", "status"], registry=r
+        )
+        self.rest_weight = Gauge(
+            "ingest_rest_used_weight", "Binance's X-MBX-USED-WEIGHT-1M.", registry=r
+        )
+        self.latency = Histogram(
+            "ingest_frame_to_ack_seconds", "Frame received to acknowledged by the broker.",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0, 5.0),
+            registry=r,
+        )  # fmt: skip
+        self._last_ts: dict[str, int] = {}
+
+    def published(self, symbol: str, source: str, count: int, last_ts: int) -> None:
+        """``count`` trades of ``symbol`` acknowledged by the broker, the last at ``last_ts``."""
+        self.trades.labels(symbol, source).inc(count)
+        self.last_trade_ms.labels(symbol).set(last_ts)
+        if symbol not in self._last_ts:
+            self.last_trade_age.labels(symbol).set_function(
+                lambda: (self.clock.now_ms() - self._last_ts[symbol]) / 1000
+            )
+        self._last_ts[symbol] = max(last_ts, self._last_ts.get(symbol, last_ts))
