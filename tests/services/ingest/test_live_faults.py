@@ -9,6 +9,7 @@ the ingest keeps running.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -28,7 +29,12 @@ from pairstream_ingest.fake_binance import FakeBinance, Fault, read_lines
 from pairstream_ingest.main import LiveIngest
 from pairstream_ingest.sequencer import decimal_qty, span
 
-FRAMES = Path(__file__).parents[2] / "fixtures" / "binance" / "usdm_BTC+ETH_20240718-19.interleaved.jsonl.gz"
+FRAMES = (
+    Path(__file__).parents[2]
+    / "fixtures"
+    / "binance"
+    / "usdm_BTC+ETH_20240718-19.interleaved.jsonl.gz"
+)
 LINES = read_lines(FRAMES)
 
 
@@ -74,7 +80,9 @@ def settings_for(fake: FakeBinance, **overrides: object) -> IngestSettings:
     return IngestSettings(**values)  # type: ignore[arg-type]
 
 
-async def read_ticks(kafka: KafkaSettings, topics: TopicSettings) -> tuple[list[TickRun], list[DeadLetter]]:
+async def read_ticks(
+    kafka: KafkaSettings, topics: TopicSettings
+) -> tuple[list[TickRun], list[DeadLetter]]:
     """Everything in ``ticks`` (until every recorded id is covered) and the dead letters."""
     ticks, letters = Codec(topics.ticks, TickRun), Codec(topics.dead_letter, DeadLetter)
     consumer = create_consumer([topics.ticks, topics.dead_letter], None, kafka)
@@ -122,12 +130,13 @@ def assert_each_trade_once(runs: list[TickRun]) -> dict[str, int]:
             if run.source == "backfill":
                 backfilled[run.symbol] += hi - lo + 1
             else:
-                assert run.source == "live" and lo == hi
+                assert run.source == "live"
+                assert lo == hi
     for symbol, (first, last, total) in RECORDED.items():
         got = spans[symbol]
         assert got[0][0] == first, symbol
         assert got[-1][1] == last, symbol
-        for (_, prev_hi), (lo, _) in zip(got, got[1:], strict=False):
+        for (_, prev_hi), (lo, _) in itertools.pairwise(got):
             assert lo == prev_hi + 1, f"{symbol}: {prev_hi} then {lo}"
         assert qty[symbol] == total, symbol
     return dict(backfilled)
@@ -170,7 +179,9 @@ def _faults(kind: Fault, *at: int) -> dict[int, Fault]:
 async def test_dropped_connections_lose_nothing_and_gaps_are_filled_from_rest(
     kind: Fault, kafka_settings: KafkaSettings, topic_settings: TopicSettings
 ) -> None:
-    outcome = await run_scenario(kafka_settings, topic_settings, faults=_faults(kind, 6_000, 15_000))
+    outcome = await run_scenario(
+        kafka_settings, topic_settings, faults=_faults(kind, 6_000, 15_000)
+    )
     assert outcome.fake.connections >= 3
     assert sum(outcome.backfilled.values()) > 0
     assert outcome.fake.rest_calls["aggTrades"] > 0
@@ -200,7 +211,9 @@ async def test_silent_route_raises_the_alarm_reconnects_and_fills_the_gap(
 async def test_duplicated_frames_are_published_once(
     kafka_settings: KafkaSettings, topic_settings: TopicSettings
 ) -> None:
-    noisy = [line for index, line in enumerate(LINES) for _ in range(2 if 3_000 <= index < 9_000 else 1)]
+    noisy = [
+        line for index, line in enumerate(LINES) for _ in range(2 if 3_000 <= index < 9_000 else 1)
+    ]
     outcome = await run_scenario(kafka_settings, topic_settings, outgoing=noisy)
     assert outcome.backfilled == {}
     duplicates = sum(s.stats.duplicates for s in outcome.ingest.pipeline.sequencers.values())
@@ -224,13 +237,18 @@ async def test_out_of_order_frames_are_put_back_in_id_order(
 async def test_malformed_frames_are_dead_lettered_with_reasons_and_the_stream_goes_on(
     kafka_settings: KafkaSettings, topic_settings: TopicSettings
 ) -> None:
+    def trade(stream: str, **fields: object) -> bytes:
+        data = {"e": "trade", "E": 1, "T": 1, "s": "BTCUSDT", "t": 1, "p": "1", "q": "1", "m": True}
+        data.update(fields)
+        return orjson.dumps({"stream": stream, "data": {k: v for k, v in data.items() if v}})
+
     bad = {
         1_000: b'{"stream":"btcusdt@trade","data":{"e":"trade"',
-        2_000: b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"T":1,"s":"BTCUSDT","t":1,"p":"NaN","q":"1","m":true}}',
-        3_000: b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"T":1,"s":"BTCUSDT","t":1,"p":"-5","q":"1","m":true}}',
+        2_000: trade("btcusdt@trade", p="NaN"),
+        3_000: trade("btcusdt@trade", p="-5"),
         4_000: b'{"stream":"btcusdt@depth","data":{"e":"depthUpdate","E":1}}',
-        5_000: b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"T":1,"s":"SOLUSDT","t":1,"p":"150","q":"1","m":true}}',
-        6_000: b'{"stream":"ethusdt@trade","data":{"e":"trade","E":1,"T":1,"s":"ETHUSDT","t":9,"p":"3000","m":true}}',
+        5_000: trade("btcusdt@trade", s="SOLUSDT", p="150"),
+        6_000: trade("ethusdt@trade", s="ETHUSDT", q=None),
     }
     noisy: list[bytes] = []
     for index, line in enumerate(LINES):
@@ -242,7 +260,14 @@ async def test_malformed_frames_are_dead_lettered_with_reasons_and_the_stream_go
     assert len(reasons) == len(bad), reasons
     assert {letter.raw.encode() for letter in outcome.letters} == set(bad.values())
     joined = " | ".join(reasons)
-    for expected in ("malformed", "got nan", "got -5.0", "unknown event type", "SOLUSDT not subscribed", "`q`"):
+    for expected in (
+        "malformed",
+        "got nan",
+        "got -5.0",
+        "unknown event type",
+        "SOLUSDT not subscribed",
+        "`q`",
+    ):
         assert expected in joined, expected
 
 
@@ -271,7 +296,8 @@ async def test_with_an_api_key_gaps_are_filled_with_the_exact_trades(
     assert outcome.fake.rest_calls["historicalTrades"] > 0
     assert outcome.fake.rest_calls["aggTrades"] == 0
     backfill_runs = [r for r in outcome.runs if r.source == "backfill"]
-    assert backfill_runs and all(t.first_trade_id is None for r in backfill_runs for t in r.trades)
+    assert backfill_runs
+    assert all(t.first_trade_id is None for r in backfill_runs for t in r.trades)
 
 
 async def test_rest_errors_and_rate_limits_are_retried(
@@ -284,7 +310,8 @@ async def test_rest_errors_and_rate_limits_are_retried(
     outcome = await run_scenario(
         kafka_settings, topic_settings, faults=_faults("reset", 9_000), setup=flaky
     )
-    assert outcome.fake.rest_fail_next == 0 and outcome.fake.rate_limit_next == 0
+    assert outcome.fake.rest_fail_next == 0
+    assert outcome.fake.rate_limit_next == 0
     assert sum(outcome.backfilled.values()) > 0
 
 
@@ -311,6 +338,7 @@ async def test_aggregate_trade_stream_with_gaps(
             qty[run.symbol] += decimal_qty(trade.qty)
     for symbol, (first, last, total) in RECORDED.items():
         got = spans[symbol]
-        assert got[0][0] == first and got[-1][1] == last
-        assert all(lo == hi_prev + 1 for (_, hi_prev), (lo, _) in zip(got, got[1:], strict=False))
+        assert got[0][0] == first
+        assert got[-1][1] == last
+        assert all(lo == hi_prev + 1 for (_, hi_prev), (lo, _) in itertools.pairwise(got))
         assert qty[symbol] == total
