@@ -38,7 +38,7 @@ class SyntheticSymbol:
     symbol: str
     loading: float
     intercept: float = 0.0
-    spread_vol: float = 0.0004  # OU noise per √s, relative to the price level
+    spread_vol: float = 0.0001  # OU noise per √s, relative to the price level
     reversion: float = 0.05  # OU mean reversion per second (half-life ln2/θ ≈ 14 s)
     tick: float | None = None
     lot: float | None = None
@@ -63,7 +63,7 @@ class SyntheticMarket:
 
     symbols: tuple[SyntheticSymbol, ...]
     seed: int = 7
-    trend_vol: float = 0.0003  # relative volatility of F per √s
+    trend_vol: float = 0.0005  # relative volatility of F per √s
     calm_rate: float = 15.0  # trades/s per symbol
     burst_rate: float = 600.0
     burst_per_s: float = 0.01  # chance per second that a burst starts
