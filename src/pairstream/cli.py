@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -245,13 +246,75 @@ def replay(
     )
 
 
+def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
+    """Run a service's main coroutine; SIGTERM or Ctrl-C cancel it, which stops it cleanly."""
+
+    async def serve() -> None:
+        task = asyncio.ensure_future(main)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(serve())
+
+
+@app.command()
+def ingest(
+    source: Annotated[
+        str | None, typer.Option(help="`synthetic` (offline), `binance` (live) or `replay`.")
+    ] = None,
+    market: Annotated[str | None, typer.Option(help="Binance market: `usdm` or `spot`.")] = None,
+    stream: Annotated[str | None, typer.Option(help="`trade` or `aggTrade`.")] = None,
+    symbols: Annotated[str | None, typer.Option(help="Comma-separated symbols.")] = None,
+    ws_url: Annotated[str | None, typer.Option(help="WebSocket URL (route included).")] = None,
+    rest_url: Annotated[str | None, typer.Option(help="REST base URL for backfill.")] = None,
+    replay_path: Annotated[
+        list[Path] | None, typer.Option("--replay", help="File for `--source replay` (repeat).")
+    ] = None,
+    speed: Annotated[
+        str | None, typer.Option(help="Replay/synthetic speed factor, or `max`.")
+    ] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Prometheus port (0 = off).")] = None,
+) -> None:
+    """Ingest trades into the ticks topic (settings: INGEST_* variables; flags override)."""
+    from pydantic import ValidationError
+
+    from pairstream_ingest.config import IngestSettings
+    from pairstream_ingest.main import run_ingest
+
+    given: dict[str, object] = {
+        "source": source, "market": market, "stream": stream, "symbols": symbols,
+        "ws_url": ws_url, "rest_url": rest_url, "metrics_port": metrics_port,
+    }  # fmt: skip
+    overrides = {k: v for k, v in given.items() if v is not None}
+    if replay_path:
+        overrides["replay_paths"] = tuple(str(p) for p in replay_path)
+    if speed is not None:
+        overrides["replay_speed"] = overrides["synthetic_speed"] = _speed(speed)
+    try:
+        settings = IngestSettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise _fail(ValueError(str(error))) from error
+    run_until_signalled(run_ingest(settings))
+
+
 # -- the whole suite ------------------------------------------------------------
 
 
 @app.command()
-def up() -> None:
+def up(
+    source: Annotated[
+        str | None,
+        typer.Option(help="Ingest source: `synthetic` (default, offline) or `binance` (live)."),
+    ] = None,
+) -> None:
     """Start the infrastructure and every service, supervised, until Ctrl-C or SIGTERM."""
     from pairstream.supervisor import SERVICES, Supervisor
+
+    if source is not None and source not in ("synthetic", "binance", "replay"):
+        raise typer.BadParameter("`synthetic`, `binance` or `replay`", param_hint="--source")
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # unwinds through the cleanup below
@@ -267,6 +330,8 @@ def up() -> None:
     print(exports(reports), flush=True)
     env = dict(os.environ)
     env.update({r.env_var: r.url for r in reports if r.url})
+    if source is not None:
+        env["INGEST_SOURCE"] = source
 
     async def run() -> None:
         os.environ.update(env)

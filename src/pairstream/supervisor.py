@@ -31,13 +31,13 @@ class ServiceSpec:
     argv: Sequence[str]
 
 
-#: Services ``pairstream up`` runs, in start order. Each service issue adds its entry.
-SERVICES: tuple[ServiceSpec, ...] = ()
-
-
 def service_command(name: str, *args: str) -> list[str]:
     """``python -m pairstream <name> …`` with this interpreter."""
     return [sys.executable, "-m", "pairstream", name, *args]
+
+
+#: Services ``pairstream up`` runs, in start order. Each service issue adds its entry.
+SERVICES: tuple[ServiceSpec, ...] = (ServiceSpec("ingest", service_command("ingest")),)
 
 
 @dataclass(slots=True)

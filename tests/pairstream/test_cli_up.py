@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,12 +15,42 @@ from pathlib import Path
 import psutil
 import pytest
 
+from pairstream.codec import Codec
 from pairstream.infra.manager import port_in_use
+from pairstream.kafka import create_consumer
+from pairstream.messages import TickRun
+from pairstream.settings import KafkaSettings, TopicSettings
+from pairstream.testing import eventually
 
 pytestmark = pytest.mark.integration
 
 
-def test_up_with_no_services_reports_addresses_and_stops_cleanly_on_sigterm(
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def first_synthetic_run(bootstrap: str) -> TickRun:
+    kafka = KafkaSettings(bootstrap=bootstrap)
+    consumer = create_consumer([TopicSettings().ticks], None, kafka)
+    await consumer.start()
+    codec = Codec(TopicSettings().ticks, TickRun)
+    runs: list[TickRun] = []
+    try:
+
+        async def arrived() -> bool:
+            batch = await consumer.getmany(timeout_ms=200)
+            runs.extend(codec.decode(r.value) for records in batch.values() for r in records)
+            return bool(runs)
+
+        await eventually(arrived, timeout=30)
+    finally:
+        await consumer.stop()
+    return runs[0]
+
+
+def test_up_runs_the_synthetic_ingest_offline_and_stops_cleanly_on_sigterm(
     tmp_path: Path,
 ) -> None:
     env = {
@@ -27,6 +59,7 @@ def test_up_with_no_services_reports_addresses_and_stops_cleanly_on_sigterm(
         if k not in ("KAFKA_BOOTSTRAP", "DATABASE_URL", "REDIS_URL")
     }
     env["PAIRSTREAM_STATE_DIR"] = str(tmp_path / "state")
+    env["INGEST_METRICS_PORT"] = str(free_port())
     proc = subprocess.Popen(
         [sys.executable, "-m", "pairstream", "up"],
         env=env,
@@ -52,6 +85,9 @@ def test_up_with_no_services_reports_addresses_and_stops_cleanly_on_sigterm(
     assert len(ports) == 3
     assert all(port_in_use("127.0.0.1", p) for p in ports)
     assert "schema public (plain): applied [1]" in "".join(seen)
+    assert "services: ingest." in "".join(seen)
+    run = asyncio.run(first_synthetic_run(f"127.0.0.1:{ports[0]}"))
+    assert run.source == "synthetic" and run.symbol in ("BTCUSDT", "ETHUSDT")
     family = psutil.Process(proc.pid).children(recursive=True)
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)

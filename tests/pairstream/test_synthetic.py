@@ -42,13 +42,11 @@ def test_ols_on_one_second_closes_recovers_the_known_hedge_ratio() -> None:
     sxx = sum((x - mx) ** 2 for _, x in pairs)
     beta, _ = market.hedge_ratio("BTCUSDT", "ETHUSDT")
     assert beta == 20.0
-    assert math.isclose(sxy / sxx, beta, rel_tol=0.05), sxy / sxx
+    assert math.isclose(sxy / sxx, beta, rel_tol=0.02), sxy / sxx
 
 
 def test_arrivals_are_bursty_like_the_recorded_rates() -> None:
-    per_second = Counter(
-        (symbol, trade.ts_event // 1000) for symbol, trade in sample(2, 150_000)
-    )
+    per_second = Counter((symbol, trade.ts_event // 1000) for symbol, trade in sample(2, 150_000))
     btc = [count for (symbol, _), count in per_second.items() if symbol == "BTCUSDT"]
     mean = sum(btc) / len(btc)
     assert 10 <= mean <= 80  # recorded BTCUSDT futures: 20-60 trades/s on average
