@@ -87,7 +87,8 @@ def test_up_runs_the_synthetic_ingest_offline_and_stops_cleanly_on_sigterm(
     assert "schema public (plain): applied [1]" in "".join(seen)
     assert "services: ingest." in "".join(seen)
     run = asyncio.run(first_synthetic_run(f"127.0.0.1:{ports[0]}"))
-    assert run.source == "synthetic" and run.symbol in ("BTCUSDT", "ETHUSDT")
+    assert run.source == "synthetic"
+    assert run.symbol in ("BTCUSDT", "ETHUSDT")
     family = psutil.Process(proc.pid).children(recursive=True)
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)

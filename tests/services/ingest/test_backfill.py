@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import operator
 from decimal import Decimal
 
 import pytest
@@ -42,7 +44,8 @@ def test_aggregates_overlapping_both_sides_are_trimmed_and_quantity_is_conserved
     assert [decimal_qty(t.qty) for t in out] == [Decimal("0.010"), Decimal("0.006")]
     for t in out:
         seq.push(t, "backfill")
-    assert seq.gap() is None and seq.next_id == 18
+    assert seq.gap() is None
+    assert seq.next_id == 18
 
 
 def test_an_aggregate_reaching_into_a_second_gap_keeps_that_range() -> None:
@@ -52,7 +55,8 @@ def test_an_aggregate_reaching_into_a_second_gap_keeps_that_range() -> None:
     assert [span(t) for t in out] == [(11, 19)]
     assert decimal_qty(out[0].qty) == Decimal("0.02")  # waiting 15..17 are dropped as repeats
     seq.push(out[0], "backfill")
-    assert seq.next_id == 21 and seq.stats.duplicates == 3
+    assert seq.next_id == 21
+    assert seq.stats.duplicates == 3
 
 
 def test_quantities_older_than_the_history_are_refused() -> None:
@@ -69,7 +73,8 @@ def test_hold_start_releases_from_the_lowest_id_seen_in_the_grace() -> None:
     for i in (5, 3, 4, 3, 7):
         assert seq.push(trade(i)) == []
     assert [t.trade_id for t, _ in seq.start()] == [3, 4, 5]
-    assert seq.gap() == (6, 6) and seq.stats.duplicates == 1
+    assert seq.gap() == (6, 6)
+    assert seq.stats.duplicates == 1
 
 
 async def test_weight_budget_waits_once_spent_and_obeys_retry_after() -> None:
@@ -99,4 +104,4 @@ def test_streams_are_sharded_within_the_per_connection_limit() -> None:
     assert streams[0] == "sym0usdt@aggTrade"
     parts = shards(streams, 200)
     assert [len(p) for p in parts] == [200, 200, 50]
-    assert sum(parts, []) == streams
+    assert functools.reduce(operator.iadd, parts, []) == streams
