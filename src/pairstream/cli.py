@@ -33,6 +33,11 @@ topics_app = typer.Typer(help="Kafka topics of the public contract.", no_args_is
 app.add_typer(infra_app, name="infra")
 app.add_typer(db_app, name="db")
 app.add_typer(topics_app, name="topics")
+bench_app = typer.Typer(
+    help="Reproducible benchmarks, each beside a baseline measured in the same run.",
+    no_args_is_help=True,
+)
+app.add_typer(bench_app, name="bench")
 
 console = Console()
 err = Console(stderr=True)
@@ -298,6 +303,55 @@ def ingest(
     except ValidationError as error:
         raise _fail(ValueError(str(error))) from error
     run_until_signalled(run_ingest(settings))
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    frames: Annotated[
+        Path | None, typer.Option(help="Recorded frames (.jsonl[.gz]); default: the fixture.")
+    ] = None,
+    repeat: Annotated[int, typer.Option(min=1, help="Copies of the recording (new ids).")] = 4,
+    rate: Annotated[float, typer.Option(min=1, help="Trades/s of the latency run.")] = 2_000,
+    seconds: Annotated[float, typer.Option(min=0.5, help="Length of the latency run.")] = 5.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Ingest throughput (decode+validate+dedupe+publish) vs a raw producer; p99 frame→ack."""
+    from pairstream_ingest.bench import DEFAULT_FRAMES
+    from pairstream_ingest.bench import bench_ingest as run_bench
+
+    manager, started = InfraManager(), []
+    if not KafkaSettings().bootstrap:
+        try:
+            started = [r.name for r in manager.up() if r.state == "started"]
+        except InfraError as error:
+            raise _fail(error) from error
+    try:
+        with err.status("benchmarking ingest (throughput, raw baseline, latency)…"):
+            result = asyncio.run(
+                run_bench(frames or DEFAULT_FRAMES, repeat=repeat, rate=rate, latency_s=seconds)
+            )
+    finally:
+        if started:
+            manager.down(only=started)
+    if as_json:
+        print(result.as_json().decode())
+        return
+    table = Table(title=f"pairstream bench ingest ({result.trades:,} trades, {result.cpus} CPUs)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row(
+        "pipeline (decode+validate+dedupe+publish)", f"{result.pipeline_trades_per_s:,.0f} trades/s"
+    )
+    table.add_row("raw aiokafka forwarder, same frames", f"{result.raw_trades_per_s:,.0f} trades/s")
+    table.add_row("ratio pipeline / raw", f"{result.ratio:.2f}")
+    table.add_row(
+        f"frame→ack at {result.latency_rate_per_s:,.0f}/s: p50", f"{result.latency_p50_ms:.3f} ms"
+    )
+    table.add_row("p99", f"{result.latency_p99_ms:.3f} ms")
+    table.add_row("max", f"{result.latency_max_ms:.3f} ms")
+    console.print(table)
+    for target, met in result.targets.items():
+        console.print(f"{'[green]met[/green]' if met else '[red]missed[/red]'}  {target}")
 
 
 # -- the whole suite ------------------------------------------------------------

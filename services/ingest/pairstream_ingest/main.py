@@ -19,7 +19,7 @@ from pairstream_ingest.backfill import Backfiller, BinanceRest, WeightLimiter
 from pairstream_ingest.config import IngestSettings
 from pairstream_ingest.live import Connection, connections
 from pairstream_ingest.metrics import IngestMetrics
-from pairstream_ingest.pipeline import Pipeline
+from pairstream_ingest.pipeline import Pipeline, ingest_kafka
 from pairstream_ingest.replay import ReplayStats, merged, replay
 from pairstream_ingest.sinks import TickSink
 
@@ -79,7 +79,7 @@ class LiveIngest:
         metrics: IngestMetrics | None = None,
     ) -> None:
         self.settings = settings
-        self.kafka = kafka or KafkaSettings()
+        self.kafka = ingest_kafka(kafka or KafkaSettings())
         self.topics = topics or TopicSettings()
         self.clock = clock or SystemClock()
         self.metrics = metrics or IngestMetrics(self.clock)
@@ -137,7 +137,7 @@ async def run_synthetic(
     limit: int | None = None,
 ) -> int:
     """Publish the synthetic market (forever, or ``limit`` trades); returns trades published."""
-    kafka = kafka or KafkaSettings()
+    kafka = ingest_kafka(kafka or KafkaSettings())
     topics = topics or TopicSettings()
     clock = clock or SystemClock()
     await _ensure_output_topics(kafka, topics)

@@ -14,12 +14,18 @@ from collections.abc import Callable
 
 from pairstream.clock import Clock
 from pairstream.messages import TickSource, Trade
+from pairstream.settings import KafkaSettings
 from pairstream_ingest.binance import ControlAnswer, FrameError, decode_frame
 from pairstream_ingest.metrics import IngestMetrics
 from pairstream_ingest.sequencer import Released, Sequencer, SequencerStats
 from pairstream_ingest.sinks import TickSink
 
 log = logging.getLogger(__name__)
+
+
+def ingest_kafka(kafka: KafkaSettings) -> KafkaSettings:
+    """The ingest's producer settings: no linger, since the pipeline batches by itself."""
+    return kafka.model_copy(update={"linger_ms": 0})
 
 
 class Pipeline:
@@ -47,6 +53,7 @@ class Pipeline:
         self.catch_up: set[str] = set()
         self.gap_found = asyncio.Event()
         self._dirty = asyncio.Event()
+        self._publishing = asyncio.Lock()
         self._received: list[float] = []
         self._reported: dict[str, SequencerStats] = {}
 
@@ -131,7 +138,14 @@ class Pipeline:
             self._reported[symbol] = SequencerStats(**{k: getattr(now, k) for k in now.__slots__})
 
     async def publish(self) -> None:
-        """Send what has been read and wait for the broker's acknowledgement."""
+        """Send what has been read and wait for the broker's acknowledgement.
+
+        Calls never overlap: one returns once everything read before it is acknowledged.
+        """
+        async with self._publishing:
+            await self._publish()
+
+    async def _publish(self) -> None:
         self._dirty.clear()
         received, self._received = self._received, []
         await self.sink.flush()
