@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, cast
 
 import typer
+from pydantic_settings import BaseSettings
 from rich.console import Console
 from rich.table import Table
 
@@ -18,7 +19,13 @@ from pairstream import __version__
 from pairstream.infra import InfraError, InfraManager, PartReport, exports
 from pairstream.logs import setup_logging
 from pairstream.messages import Market
-from pairstream.settings import DatabaseSettings, KafkaSettings, TopicSettings, settings_table
+from pairstream.settings import (
+    SETTINGS_GROUPS,
+    DatabaseSettings,
+    KafkaSettings,
+    TopicSettings,
+    settings_table,
+)
 
 app = typer.Typer(
     help="pairstream: real-time pairs-trading analytics on Binance trades.",
@@ -128,10 +135,17 @@ def schemas(
         console.print(str(path))
 
 
+def all_settings_groups() -> tuple[type[BaseSettings], ...]:
+    """The shared settings groups, then each service's."""
+    from pairstream_ingest.config import IngestSettings
+
+    return (*SETTINGS_GROUPS, IngestSettings)
+
+
 @app.command("settings")
 def show_settings() -> None:
     """Print every setting as a Markdown table (the README's configuration table)."""
-    print(settings_table(), end="")
+    print(settings_table(all_settings_groups()), end="")
 
 
 @topics_app.command("create")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -244,10 +245,10 @@ def env_name(group: type[BaseSettings], field_name: str) -> str:
     return f"{prefix}{field_name}".upper()
 
 
-def settings_table() -> str:
-    """The Markdown table of every setting, generated from the settings classes."""
+def settings_table(groups: Sequence[type[BaseSettings]] = SETTINGS_GROUPS) -> str:
+    """The Markdown table of every setting of ``groups``, generated from the classes."""
     rows = ["| variable | default | description |", "|---|---|---|"]
-    for group in SETTINGS_GROUPS:
+    for group in groups:
         for name, info in group.model_fields.items():
             if info.default_factory is not None:
                 default = "(computed)"
