@@ -103,7 +103,6 @@ class Connection:
         self._generations = itertools.count()
         self._tasks: set[asyncio.Task[None]] = set()
         self._handing_over: set[int] = set()
-        self.sessions = 0
         self.subscribed = asyncio.Event()
 
     def _delays(self) -> Generator[float]:
@@ -150,7 +149,6 @@ class Connection:
             compression=None,
         ):
             opened = self.clock.monotonic()
-            self.sessions += 1
             handed_over = False
             cause = "closed"
             try:

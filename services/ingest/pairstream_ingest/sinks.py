@@ -109,11 +109,6 @@ class TickSink:
         if self.metrics is not None:
             self.metrics.dead_letters.labels(key or "").inc()
 
-    @property
-    def pending(self) -> bool:
-        """Whether anything waits to be sent."""
-        return bool(self._pending or self._letters)
-
     async def flush(self) -> None:
         """Send every symbol's collected trades now, as runs of at most ``max_run_trades``."""
         pending, self._pending = self._pending, {}
