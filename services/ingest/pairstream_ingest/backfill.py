@@ -287,24 +287,20 @@ class Backfiller:
         self.retry_s = retry_s
         self.give_up_s = give_up_s
         self.metrics = metrics
-        self.filled_ids = 0
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     async def run(self) -> None:
-        """Start a filler for each symbol that has a gap, forever."""
-        try:
+        """Start a filler for each symbol that has a gap, forever; a filler's crash propagates."""
+        async with asyncio.TaskGroup() as group:
             while True:
                 await self.pipeline.gap_found.wait()
                 self.pipeline.gap_found.clear()
                 for symbol in self.pipeline.gapped | self.pipeline.catch_up:
                     task = self._tasks.get(symbol)
                     if task is None or task.done():
-                        self._tasks[symbol] = asyncio.create_task(
+                        self._tasks[symbol] = group.create_task(
                             self._fill(symbol), name=f"backfill-{symbol}"
                         )
-        finally:
-            for task in self._tasks.values():
-                task.cancel()
 
     async def _fill(self, symbol: str) -> None:
         seq = self.pipeline.sequencer(symbol)
@@ -352,7 +348,6 @@ class Backfiller:
             self._filled(seq.symbol, gap, sum(_size(t) for t in trades))
 
     def _filled(self, symbol: str, gap: tuple[int, int], ids: int) -> None:
-        self.filled_ids += ids
         if self.metrics is not None:
             self.metrics.gap_ids_filled.labels(symbol).inc(ids)
         log.info("%s: backfilled %d missing trade ids from %d", symbol, ids, gap[0])
@@ -394,7 +389,7 @@ class Backfiller:
         first, last = gap
         start_ms = seq.last_ts
         if end_ms is None:
-            end_ms = seq.gap_times()[1]
+            end_ms = seq.first_waiting_ts()
         if start_ms is None:
             raise UnknownQuantityError(f"{seq.symbol}: nothing released yet")
         found: list[RestAggTrade] = []
@@ -410,6 +405,5 @@ class Backfiller:
 
 
 def _size(trade: Trade) -> int:
-    if trade.first_trade_id is not None and trade.last_trade_id is not None:
-        return trade.last_trade_id - trade.first_trade_id + 1
-    return 1
+    lo, hi = span(trade)
+    return hi - lo + 1

@@ -9,6 +9,7 @@ before the next batch (batches grow by themselves under load).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 
@@ -135,7 +136,7 @@ class Pipeline:
             self.metrics.duplicates.labels(symbol).inc(now.duplicates - seen.duplicates)
             self.metrics.gaps.labels(symbol).inc(now.gaps - seen.gaps)
             self.metrics.gap_ids_skipped.labels(symbol).inc(now.skipped_ids - seen.skipped_ids)
-            self._reported[symbol] = SequencerStats(**{k: getattr(now, k) for k in now.__slots__})
+            self._reported[symbol] = dataclasses.replace(now)
 
     async def publish(self) -> None:
         """Send what has been read and wait for the broker's acknowledgement.

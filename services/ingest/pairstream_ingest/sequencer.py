@@ -133,11 +133,11 @@ class Sequencer:
             return None
         return self.next_id, self._waiting[0][0] - 1
 
-    def gap_times(self) -> tuple[int | None, int]:
-        """Event times around the gap: the last released trade's, the first waiting one's."""
+    def first_waiting_ts(self) -> int:
+        """Event time of the first trade waiting behind the gap (where the gap ends)."""
         if not self._waiting:
             raise LookupError(f"{self.symbol}: no gap")
-        return self.last_ts, self._waiting[0][2].ts_event
+        return self._waiting[0][2].ts_event
 
     @property
     def waiting(self) -> int:
