@@ -15,6 +15,7 @@ Conventions shared by all topics:
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 from typing import Annotated, Literal
@@ -356,3 +357,34 @@ class DeadLetter(Message, frozen=True, kw_only=True):
     @property
     def key(self) -> str:
         return self.original_key or self.source
+
+
+def dead_letter(
+    *,
+    source: str,
+    service: str,
+    reason: str,
+    raw: bytes | str,
+    original_key: str | None,
+    ts_event: int | None,
+    ts_init: int,
+) -> DeadLetter:
+    """A :class:`DeadLetter` for ``raw`` input, kept as text when it is UTF-8, else base64."""
+    encoding: Literal["utf-8", "base64"] = "utf-8"
+    if isinstance(raw, str):
+        text = raw
+    else:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+    return DeadLetter(
+        source=source,
+        service=service,
+        reason=reason,
+        raw=text,
+        raw_encoding=encoding,
+        original_key=original_key,
+        ts_event=ts_event,
+        ts_init=ts_init,
+    )

@@ -3,31 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from pairstream.clock import Clock
 from pairstream.kafka import MessageProducer
-from pairstream.messages import DeadLetter, Market, Message, TickRun, TickSource, Trade
+from pairstream.messages import DeadLetter, Market, Message, TickRun, TickSource, Trade, dead_letter
 from pairstream.settings import TopicSettings
 from pairstream.supervisor import Backoff
 from pairstream_ingest.metrics import IngestMetrics
 from pairstream_ingest.sequencer import Released
 
 log = logging.getLogger(__name__)
-
-
-def raw_text(raw: bytes | str) -> tuple[str, Literal["utf-8", "base64"]]:
-    """``(text, encoding)`` for a dead letter's ``raw`` field."""
-    if isinstance(raw, str):
-        return raw, "utf-8"
-    try:
-        return raw.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        return base64.b64encode(raw).decode("ascii"), "base64"
 
 
 @dataclass(slots=True)
@@ -92,14 +81,12 @@ class TickSink:
         ts_event: int | None = None,
     ) -> None:
         """Queue ``raw`` for the dead-letter topic with the reason (sent by :meth:`flush`)."""
-        text, encoding = raw_text(raw)
         self._letters.append(
-            DeadLetter(
+            dead_letter(
                 source=source,
                 service=self.service,
                 reason=reason,
-                raw=text,
-                raw_encoding=encoding,
+                raw=raw,
                 original_key=key,
                 ts_event=ts_event,
                 ts_init=self.clock.now_ms(),

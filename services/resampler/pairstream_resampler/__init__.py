@@ -1,0 +1,1 @@
+"""The resampler service: ``ticks`` into OHLCV bars on ``bars.<tf>`` and in the ``bars`` table."""
