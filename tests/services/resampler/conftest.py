@@ -86,9 +86,8 @@ def assert_bars_equal(
     got: Mapping[tuple[str, str, int], Any], expected: Mapping[tuple[str, str, int], RefBar]
 ) -> None:
     """Same keys; OHLC, trades and ids exactly; volumes and VWAP to 1e-9 relative."""
-    assert sorted(got) == sorted(expected), (
-        f"missing {sorted(set(expected) - set(got))[:5]}, extra {sorted(set(got) - set(expected))[:5]}"
-    )
+    missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+    assert not missing and not extra, f"missing {missing[:5]}, extra {extra[:5]}"
     for key, ref in expected.items():
         bar = got[key]
         exact = ("open", "high", "low", "close", "trades", "first_trade_id", "last_trade_id")
