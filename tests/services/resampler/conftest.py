@@ -87,7 +87,7 @@ def assert_bars_equal(
 ) -> None:
     """Same keys; OHLC, trades and ids exactly; volumes and VWAP to 1e-9 relative."""
     missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
-    assert not missing and not extra, f"missing {missing[:5]}, extra {extra[:5]}"
+    assert (missing[:5], extra[:5]) == ([], []), "bars missing, bars extra"
     for key, ref in expected.items():
         bar = got[key]
         exact = ("open", "high", "low", "close", "trades", "first_trade_id", "last_trade_id")
