@@ -1,0 +1,224 @@
+"""The resampler worker on a real broker and database: final bars equal the batch reference.
+
+Each scenario feeds the recording into ``ticks``, runs real workers, and checks
+the latest revision per key on ``bars.1s|1m|5m`` and the rows of ``bars``
+against the independent batch aggregation of the recorded trades.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from pairstream.codec import Codec
+from pairstream.kafka import MessageProducer, TopicRequest, create_consumer, ensure_topics
+from pairstream.messages import Bar, DeadLetter, TickRun, Trade
+from pairstream.settings import DatabaseSettings, KafkaSettings, TopicSettings
+from pairstream.testing import eventually, unique
+from pairstream_ingest.main import run_replay
+from pairstream_resampler.config import ResamplerSettings
+from pairstream_resampler.worker import ResamplerWorker
+
+FRAMES = Path(__file__).parents[2] / "fixtures" / "binance" / "usdm_BTC+ETH_20240718-19.interleaved.jsonl.gz"
+TIMEFRAMES = ("1s", "1m", "5m")
+LATENESS_MS = 2_000
+
+Key = tuple[str, str, int]
+
+
+def worker_settings(**overrides: Any) -> ResamplerSettings:
+    values: dict[str, Any] = {
+        "group_id": unique("resampler"),
+        "metrics_port": 0,
+        "lateness_ms": LATENESS_MS,
+        "idle_after_s": 1.5,
+        "checkpoint_interval_s": 0.2,
+        "session_timeout_s": 3.0,
+        "rebalance_timeout_s": 3.0,
+        "heartbeat_interval_s": 0.5,
+    }
+    values.update(overrides)
+    return ResamplerSettings(**values)
+
+
+async def produce_runs(
+    runs: list[TickRun], kafka: KafkaSettings, topics: TopicSettings, per_s: float | None = None
+) -> None:
+    """Send ``runs`` to ``ticks`` in this order (paced to ``per_s`` messages/s when given)."""
+    async with MessageProducer(kafka) as producer:
+        for i, run in enumerate(runs):
+            await producer.send(topics.ticks, run)
+            if per_s is not None and i % 50 == 49:
+                await producer.flush()
+                await asyncio.sleep(50 / per_s)
+        await producer.flush()
+
+
+def market_moves_on(trades: dict[str, list[Trade]]) -> list[TickRun]:
+    """One more trade per symbol 10 minutes after the recording: its event time closes every
+    recorded bar (the wall clock would take 5 minutes to close the last 5m bar)."""
+    return [
+        TickRun(
+            market="usdm",
+            symbol=symbol,
+            source="replay",
+            ts_ingest=0,
+            trades=[
+                Trade(
+                    trade_id=symbol_trades[-1].trade_id + 1,
+                    ts_event=symbol_trades[-1].ts_event + 600_000,
+                    price=symbol_trades[-1].price,
+                    qty=1.0,
+                    is_buyer_maker=False,
+                )
+            ],
+        )
+        for symbol, symbol_trades in trades.items()
+    ]
+
+
+def recorded(bars: dict[Key, Any], expected: dict[Key, Any]) -> dict[Key, Any]:
+    """The bars inside the recording's time (not those of :func:`market_moves_on`)."""
+    end = max(start for _, _, start in expected) + 300_000
+    return {key: bar for key, bar in bars.items() if key[2] < end}
+
+
+def small_runs(trades: dict[str, list[Trade]], seed: int) -> list[TickRun]:
+    """The recording as runs of 1–5 trades (≤ 100 ms each) per symbol, in time order."""
+    rng = random.Random(seed)
+    runs: list[TickRun] = []
+    for symbol, symbol_trades in trades.items():
+        i = 0
+        while i < len(symbol_trades):
+            first = symbol_trades[i].ts_event
+            chunk = symbol_trades[i : i + rng.randint(1, 5)]
+            chunk = [t for t in chunk if t.ts_event - first <= 100]
+            runs.append(
+                TickRun(market="usdm", symbol=symbol, source="replay", ts_ingest=0, trades=chunk)
+            )
+            i += len(chunk)
+    runs.sort(key=lambda run: (run.trades[0].ts_event, run.symbol))
+    return runs
+
+
+def shuffled_within_lateness(runs: list[TickRun], seed: int) -> list[TickRun]:
+    rng = random.Random(seed)
+    return sorted(runs, key=lambda r: r.trades[0].ts_event + rng.uniform(0, 0.9 * LATENESS_MS))
+
+
+class Output:
+    """Everything the workers published: latest bar per key, dead letters."""
+
+    def __init__(self, kafka: KafkaSettings, topics: TopicSettings) -> None:
+        self.kafka = kafka
+        self.topics = topics
+        self.bars: dict[Key, Bar] = {}
+        self.messages = 0
+        self.dead_letters: list[DeadLetter] = []
+
+    async def collect_until_final(self, expected: set[Key], timeout: float = 90.0) -> None:
+        names = [self.topics.bars(tf) for tf in TIMEFRAMES]
+        codecs = {name: Codec(name, Bar) for name in names}
+        dead = Codec(self.topics.dead_letter, DeadLetter)
+        consumer = create_consumer([*names, self.topics.dead_letter], None, self.kafka)
+        await consumer.start()
+        try:
+
+            async def all_final() -> bool:
+                batch = await consumer.getmany(timeout_ms=200)
+                for tp, records in batch.items():
+                    for record in records:
+                        if tp.topic == self.topics.dead_letter:
+                            self.dead_letters.append(dead.decode(record.value))
+                            continue
+                        bar = codecs[tp.topic].decode(record.value)
+                        key = (bar.symbol, bar.tf, bar.start)
+                        held = self.bars.get(key)
+                        self.messages += 1
+                        if held is None or bar.revision >= held.revision:
+                            self.bars[key] = bar
+                return all(key in self.bars and self.bars[key].final for key in expected)
+
+            await eventually(all_final, timeout=timeout)
+        finally:
+            await consumer.stop()
+
+
+async def stored_bars(db: DatabaseSettings, expected: set[Key]) -> dict[Key, Any]:
+    async def rows() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(db.url, server_settings={"search_path": db.schema_name})
+        try:
+            return list(
+                await conn.fetch(
+                    "SELECT symbol, tf, (extract(epoch FROM start) * 1000)::bigint AS start_ms, "
+                    "open, high, low, close, volume, quote_volume, trades, vwap, buy_volume, "
+                    "first_trade_id, last_trade_id, revision, final FROM bars"
+                )
+            )
+        except asyncpg.UndefinedTableError:
+            return []
+        finally:
+            await conn.close()
+
+    found: dict[Key, Any] = {}
+
+    async def all_stored() -> bool:
+        found.clear()
+        for row in await rows():
+            found[(row["symbol"], row["tf"], row["start_ms"])] = row
+        return set(found) >= expected and all(found[k]["final"] for k in expected)
+
+    await eventually(all_stored, timeout=60)
+
+    class Row:
+        def __init__(self, record: asyncpg.Record) -> None:
+            self.__dict__.update(dict(record))
+
+    return {key: Row(row) for key, row in found.items()}
+
+
+@asynccontextmanager
+async def running(
+    settings: ResamplerSettings, kafka: KafkaSettings, topics: TopicSettings, db: DatabaseSettings
+) -> AsyncIterator[ResamplerWorker]:
+    """A worker in this process, started (topics exist, group joined) and stopped after."""
+    worker = ResamplerWorker(settings, kafka=kafka, topics=topics, db=db)
+    await worker.start()
+    try:
+        yield worker
+    finally:
+        await worker.stop()
+
+
+@pytest.fixture
+async def ticks_topic(kafka_settings: KafkaSettings, topic_settings: TopicSettings) -> TopicSettings:
+    """Unique topics; ``ticks`` with 4 partitions so two workers can split them."""
+    topics = topic_settings.model_copy(update={"ticks_partitions": 4})
+    await ensure_topics([TopicRequest(topics.ticks, 4)], kafka_settings)
+    return topics
+
+
+async def test_replayed_recording_gives_the_batch_bars_in_topics_and_table(
+    kafka_settings: KafkaSettings,
+    ticks_topic: TopicSettings,
+    db_settings: DatabaseSettings,
+    recorded_trades: dict[str, list[Trade]],
+    reference_bars: Callable[..., dict],
+    bars_equal: Callable[..., None],
+) -> None:
+    expected = reference_bars()
+    await run_replay([FRAMES], speed=None, kafka=kafka_settings, topics=ticks_topic)
+    await produce_runs(market_moves_on(recorded_trades), kafka_settings, ticks_topic)
+    async with running(worker_settings(), kafka_settings, ticks_topic, db_settings):
+        output = Output(kafka_settings, ticks_topic)
+        await output.collect_until_final(set(expected))
+        bars_equal(recorded(output.bars, expected), expected)
+        bars_equal(recorded(await stored_bars(db_settings, set(expected)), expected), expected)
+        assert output.dead_letters == []
