@@ -138,8 +138,9 @@ def schemas(
 def all_settings_groups() -> tuple[type[BaseSettings], ...]:
     """The shared settings groups, then each service's."""
     from pairstream_ingest.config import IngestSettings
+    from pairstream_resampler.config import ResamplerSettings
 
-    return (*SETTINGS_GROUPS, IngestSettings)
+    return (*SETTINGS_GROUPS, IngestSettings, ResamplerSettings)
 
 
 @app.command("settings")
@@ -317,6 +318,31 @@ def ingest(
     except ValidationError as error:
         raise _fail(ValueError(str(error))) from error
     run_until_signalled(run_ingest(settings))
+
+
+@app.command()
+def resampler(
+    lateness_ms: Annotated[
+        int | None, typer.Option(help="Allowed lateness (ms) before a bar is final.")
+    ] = None,
+    group_id: Annotated[str | None, typer.Option(help="Consumer group of the workers.")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Prometheus port (0 = off).")] = None,
+) -> None:
+    """Roll ticks into bars.<tf> topics and the bars table (RESAMPLER_*, TOPIC_TIMEFRAMES).
+
+    Start several for more throughput: the workers split the partitions of ticks.
+    """
+    from pydantic import ValidationError
+
+    from pairstream_resampler.config import ResamplerSettings
+    from pairstream_resampler.main import run_resampler
+
+    given = {"lateness_ms": lateness_ms, "group_id": group_id, "metrics_port": metrics_port}
+    try:
+        settings = ResamplerSettings(**{k: v for k, v in given.items() if v is not None})  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise _fail(ValueError(str(error))) from error
+    run_until_signalled(run_resampler(settings))
 
 
 @bench_app.command("ingest")

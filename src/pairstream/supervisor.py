@@ -37,7 +37,10 @@ def service_command(name: str, *args: str) -> list[str]:
 
 
 #: Services ``pairstream up`` runs, in start order. Each service issue adds its entry.
-SERVICES: tuple[ServiceSpec, ...] = (ServiceSpec("ingest", service_command("ingest")),)
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("ingest", service_command("ingest")),
+    ServiceSpec("resampler", service_command("resampler")),
+)
 
 
 @dataclass(slots=True)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TypeVar
 
 import psutil
 import pytest
@@ -18,11 +19,13 @@ import pytest
 from pairstream.codec import Codec
 from pairstream.infra.manager import port_in_use
 from pairstream.kafka import create_consumer
-from pairstream.messages import TickRun
+from pairstream.messages import Bar, Message, TickRun
 from pairstream.settings import KafkaSettings, TopicSettings
 from pairstream.testing import eventually
 
 pytestmark = pytest.mark.integration
+
+M = TypeVar("M", bound=Message)
 
 
 def free_port() -> int:
@@ -31,26 +34,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def first_synthetic_run(bootstrap: str) -> TickRun:
-    kafka = KafkaSettings(bootstrap=bootstrap)
-    consumer = create_consumer([TopicSettings().ticks], None, kafka)
+async def first_message(bootstrap: str, topic: str, codec: Codec[M]) -> M:
+    consumer = create_consumer([topic], None, KafkaSettings(bootstrap=bootstrap))
     await consumer.start()
-    codec = Codec(TopicSettings().ticks, TickRun)
-    runs: list[TickRun] = []
+    got: list[M] = []
     try:
 
         async def arrived() -> bool:
             batch = await consumer.getmany(timeout_ms=200)
-            runs.extend(codec.decode(r.value) for records in batch.values() for r in records)
-            return bool(runs)
+            got.extend(codec.decode(r.value) for records in batch.values() for r in records)
+            return bool(got)
 
-        await eventually(arrived, timeout=30)
+        await eventually(arrived, timeout=45)
     finally:
         await consumer.stop()
-    return runs[0]
+    return got[0]
 
 
-def test_up_runs_the_synthetic_ingest_offline_and_stops_cleanly_on_sigterm(
+def test_up_runs_ingest_and_resampler_offline_and_stops_cleanly_on_sigterm(
     tmp_path: Path,
 ) -> None:
     env = {
@@ -60,6 +61,7 @@ def test_up_runs_the_synthetic_ingest_offline_and_stops_cleanly_on_sigterm(
     }
     env["PAIRSTREAM_STATE_DIR"] = str(tmp_path / "state")
     env["INGEST_METRICS_PORT"] = str(free_port())
+    env["RESAMPLER_METRICS_PORT"] = str(free_port())
     proc = subprocess.Popen(
         [sys.executable, "-m", "pairstream", "up"],
         env=env,
@@ -84,11 +86,15 @@ def test_up_runs_the_synthetic_ingest_offline_and_stops_cleanly_on_sigterm(
     ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", exports)]
     assert len(ports) == 3
     assert all(port_in_use("127.0.0.1", p) for p in ports)
-    assert "schema public (plain): applied [1]" in "".join(seen)
-    assert "services: ingest." in "".join(seen)
-    run = asyncio.run(first_synthetic_run(f"127.0.0.1:{ports[0]}"))
+    assert "schema public (plain): applied [1, 2]" in "".join(seen)
+    assert "services: ingest, resampler." in "".join(seen)
+    bootstrap, topics = f"127.0.0.1:{ports[0]}", TopicSettings()
+    run = asyncio.run(first_message(bootstrap, topics.ticks, Codec(topics.ticks, TickRun)))
     assert run.source == "synthetic"
     assert run.symbol in ("BTCUSDT", "ETHUSDT")
+    bar = asyncio.run(first_message(bootstrap, topics.bars("1s"), Codec(topics.bars("1s"), Bar)))
+    assert bar.symbol in ("BTCUSDT", "ETHUSDT")
+    assert bar.trades >= 1
     family = psutil.Process(proc.pid).children(recursive=True)
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)

@@ -26,7 +26,12 @@ from pairstream_ingest.main import run_replay
 from pairstream_resampler.config import ResamplerSettings
 from pairstream_resampler.worker import ResamplerWorker
 
-FRAMES = Path(__file__).parents[2] / "fixtures" / "binance" / "usdm_BTC+ETH_20240718-19.interleaved.jsonl.gz"
+FRAMES = (
+    Path(__file__).parents[2]
+    / "fixtures"
+    / "binance"
+    / "usdm_BTC+ETH_20240718-19.interleaved.jsonl.gz"
+)
 TIMEFRAMES = ("1s", "1m", "5m")
 LATENESS_MS = 2_000
 
@@ -198,7 +203,9 @@ async def running(
 
 
 @pytest.fixture
-async def ticks_topic(kafka_settings: KafkaSettings, topic_settings: TopicSettings) -> TopicSettings:
+async def ticks_topic(
+    kafka_settings: KafkaSettings, topic_settings: TopicSettings
+) -> TopicSettings:
     """Unique topics; ``ticks`` with 4 partitions so two workers can split them."""
     topics = topic_settings.model_copy(update={"ticks_partitions": 4})
     await ensure_topics([TopicRequest(topics.ticks, 4)], kafka_settings)
