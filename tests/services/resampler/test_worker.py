@@ -229,3 +229,95 @@ async def test_replayed_recording_gives_the_batch_bars_in_topics_and_table(
         bars_equal(recorded(output.bars, expected), expected)
         bars_equal(recorded(await stored_bars(db_settings, set(expected)), expected), expected)
         assert output.dead_letters == []
+
+
+async def test_runs_shuffled_within_the_lateness_give_the_same_bars(
+    kafka_settings: KafkaSettings,
+    ticks_topic: TopicSettings,
+    db_settings: DatabaseSettings,
+    recorded_trades: dict[str, list[Trade]],
+    reference_bars: Callable[..., dict],
+    bars_equal: Callable[..., None],
+) -> None:
+    expected = reference_bars()
+    runs = small_runs(recorded_trades, seed=11)
+    shuffled = shuffled_within_lateness(runs, seed=12)
+    assert shuffled != runs
+    await produce_runs(shuffled + market_moves_on(recorded_trades), kafka_settings, ticks_topic)
+    async with running(worker_settings(), kafka_settings, ticks_topic, db_settings) as worker:
+        output = Output(kafka_settings, ticks_topic)
+        await output.collect_until_final(set(expected))
+        bars_equal(recorded(output.bars, expected), expected)
+        bars_equal(recorded(await stored_bars(db_settings, set(expected)), expected), expected)
+        assert output.dead_letters == []
+        assert any(bar.revision >= 2 for bar in output.bars.values()), "no bar was revised"
+        assert _value(worker, "resampler_late_trades_total") == 0
+
+
+async def test_every_trade_delivered_twice_is_counted_once(
+    kafka_settings: KafkaSettings,
+    ticks_topic: TopicSettings,
+    db_settings: DatabaseSettings,
+    recorded_trades: dict[str, list[Trade]],
+    reference_bars: Callable[..., dict],
+    bars_equal: Callable[..., None],
+) -> None:
+    expected = reference_bars()
+    runs = small_runs(recorded_trades, seed=13)
+    twice = shuffled_within_lateness(runs + runs, seed=14)
+    await produce_runs(twice + market_moves_on(recorded_trades), kafka_settings, ticks_topic)
+    async with running(worker_settings(), kafka_settings, ticks_topic, db_settings) as worker:
+        output = Output(kafka_settings, ticks_topic)
+        await output.collect_until_final(set(expected))
+        bars_equal(recorded(output.bars, expected), expected)
+        bars_equal(recorded(await stored_bars(db_settings, set(expected)), expected), expected)
+        assert output.dead_letters == []
+        assert _value(worker, "resampler_duplicates_total") == 24_356
+
+
+async def test_trades_later_than_the_lateness_are_dead_lettered_and_in_no_bar(
+    kafka_settings: KafkaSettings,
+    ticks_topic: TopicSettings,
+    db_settings: DatabaseSettings,
+    recorded_trades: dict[str, list[Trade]],
+    reference_bars: Callable[..., dict],
+    bars_equal: Callable[..., None],
+) -> None:
+    runs = small_runs(recorded_trades, seed=15)
+    # every 300th run of BTCUSDT arrives 10 s (event time) after its neighbours
+    held = [run for i, run in enumerate(runs) if run.symbol == "BTCUSDT" and i % 300 == 0]
+    held_ids = {id(run) for run in held}
+    ordered: list[TickRun] = []
+    for run in runs:
+        if id(run) not in held_ids:
+            ordered.append(run)
+        while held and run.trades[0].ts_event - held[0].trades[-1].ts_event > 10_000:
+            ordered.append(held.pop(0))
+    ordered.extend(held)
+    late = {("BTCUSDT", t.trade_id) for r in runs if id(r) in held_ids for t in r.trades}
+    expected = reference_bars(exclude=frozenset(late))
+    await produce_runs(ordered + market_moves_on(recorded_trades), kafka_settings, ticks_topic)
+    async with running(worker_settings(), kafka_settings, ticks_topic, db_settings):
+        output = Output(kafka_settings, ticks_topic)
+        await output.collect_until_final(set(expected))
+        bars_equal(recorded(output.bars, expected), expected)
+        bars_equal(recorded(await stored_bars(db_settings, set(expected)), expected), expected)
+        lettered = set()
+        for letter in output.dead_letters:
+            assert letter.service == "resampler"
+            assert letter.source == ticks_topic.ticks
+            assert letter.reason.startswith("late: event time before the watermark")
+            assert "allowed lateness 2000 ms" in letter.reason
+            run = Codec(ticks_topic.ticks, TickRun).decode(letter.raw)
+            lettered |= {(run.symbol, t.trade_id) for t in run.trades}
+        assert len(late) > 10
+        assert lettered == late
+
+
+def _value(worker: ResamplerWorker, name: str) -> float:
+    return sum(
+        sample.value
+        for metric in worker.metrics.registry.collect()
+        for sample in metric.samples
+        if sample.name == name
+    )
