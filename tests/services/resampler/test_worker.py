@@ -1,15 +1,22 @@
 """The resampler worker on a real broker and database: final bars equal the batch reference.
 
-Each scenario feeds the recording into ``ticks``, runs real workers, and checks
-the latest revision per key on ``bars.1s|1m|5m`` and the rows of ``bars``
-against the independent batch aggregation of the recorded trades.
+Each scenario feeds the recording into ``ticks``, runs real workers (in this
+process, or as ``pairstream resampler`` processes where one is killed or joins),
+and checks the latest revision per key on ``bars.1s|1m|5m`` and the rows of
+``bars`` against the independent batch aggregation of the recorded trades —
+also after SIGKILL and restart, a second worker joining, and PostgreSQL stopped
+for 20 s mid-stream.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
-from collections.abc import AsyncIterator, Callable
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -18,9 +25,11 @@ import asyncpg
 import pytest
 
 from pairstream.codec import Codec
+from pairstream.infra.manager import InfraManager, free_port
+from pairstream.infra.parts import PostgresPart
 from pairstream.kafka import MessageProducer, TopicRequest, create_consumer, ensure_topics
 from pairstream.messages import Bar, DeadLetter, TickRun, Trade
-from pairstream.settings import DatabaseSettings, KafkaSettings, TopicSettings
+from pairstream.settings import DatabaseSettings, InfraSettings, KafkaSettings, TopicSettings
 from pairstream.testing import eventually, unique
 from pairstream_ingest.main import run_replay
 from pairstream_resampler.config import ResamplerSettings
@@ -321,3 +330,204 @@ def _value(worker: ResamplerWorker, name: str) -> float:
         for sample in metric.samples
         if sample.name == name
     )
+
+
+class WorkerProcess:
+    """``pairstream resampler`` as its own process (output kept in a file)."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self._file = log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pairstream", "resampler"],
+            env=env,
+            stdout=self._file,
+            stderr=subprocess.STDOUT,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._file.close()
+        return self.proc.returncode
+
+
+def process_env(
+    kafka: KafkaSettings, topics: TopicSettings, db: DatabaseSettings, settings: ResamplerSettings
+) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RESAMPLER_", "TOPIC_"))}
+    env.update(
+        {
+            "KAFKA_BOOTSTRAP": str(kafka.bootstrap),
+            "DATABASE_URL": str(db.url),
+            "DB_SCHEMA": db.schema_name,
+            "TOPIC_TICKS": topics.ticks,
+            "TOPIC_BARS_TEMPLATE": topics.bars_template,
+            "TOPIC_DEAD_LETTER": topics.dead_letter,
+            "TOPIC_TICKS_PARTITIONS": str(topics.ticks_partitions),
+            "LOG_LEVEL": "INFO",
+        }
+    )
+    for name, value in settings.model_dump().items():
+        env[f"RESAMPLER_{name.upper()}"] = str(value)
+    return env
+
+
+async def stored_count(db: DatabaseSettings) -> int:
+    conn = await asyncpg.connect(db.url, server_settings={"search_path": db.schema_name})
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM bars"))
+    except asyncpg.UndefinedTableError:
+        return 0
+    finally:
+        await conn.close()
+
+
+async def test_a_worker_killed_with_sigkill_and_restarted_gives_the_same_bars(
+    kafka_settings: KafkaSettings,
+    ticks_topic: TopicSettings,
+    db_settings: DatabaseSettings,
+    recorded_trades: dict[str, list[Trade]],
+    reference_bars: Callable[..., dict],
+    bars_equal: Callable[..., None],
+    tmp_path: Path,
+) -> None:
+    expected = reference_bars()
+    runs = shuffled_within_lateness(small_runs(recorded_trades, seed=21), seed=22)
+    env = process_env(kafka_settings, ticks_topic, db_settings, worker_settings(metrics_port=0))
+    first = WorkerProcess(env, tmp_path / "first.log")
+    feeding = asyncio.create_task(
+        produce_runs(runs + market_moves_on(recorded_trades), kafka_settings, ticks_topic, 1_500)
+    )
+    try:
+        # killed mid-stream, once it has stored some bars and checkpoints
+        await eventually(lambda: _stored_at_least(db_settings, 200), timeout=60)
+        assert not feeding.done()
+        first.kill()
+        killed_with = await stored_count(db_settings)
+        second = WorkerProcess(env, tmp_path / "second.log")
+        try:
+            await feeding
+            output = Output(kafka_settings, ticks_topic)
+            await output.collect_until_final(set(expected))
+            bars_equal(recorded(output.bars, expected), expected)
+            stored = await stored_bars(db_settings, set(expected))
+            bars_equal(recorded(stored, expected), expected)
+            assert output.dead_letters == []
+            assert "resuming at offset" in second.output()
+            assert killed_with < len(expected)
+        finally:
+            assert second.stop() == 0, second.output()
+    finally:
+        feeding.cancel()
+        first.stop()
+
+
+async def test_a_second_worker_joining_mid_stream_changes_nothing(
+    kafka_settings: KafkaSettings,
+    ticks_topic: TopicSettings,
+    db_settings: DatabaseSettings,
+    recorded_trades: dict[str, list[Trade]],
+    reference_bars: Callable[..., dict],
+    bars_equal: Callable[..., None],
+    tmp_path: Path,
+) -> None:
+    expected = reference_bars()
+    runs = shuffled_within_lateness(small_runs(recorded_trades, seed=23), seed=24)
+    env = process_env(kafka_settings, ticks_topic, db_settings, worker_settings(metrics_port=0))
+    first = WorkerProcess(env, tmp_path / "first.log")
+    feeding = asyncio.create_task(
+        produce_runs(runs + market_moves_on(recorded_trades), kafka_settings, ticks_topic, 1_000)
+    )
+    second: WorkerProcess | None = None
+    try:
+        await eventually(lambda: _stored_at_least(db_settings, 100), timeout=60)
+        assert not feeding.done()
+        second = WorkerProcess(env, tmp_path / "second.log")
+        await feeding
+        output = Output(kafka_settings, ticks_topic)
+        await output.collect_until_final(set(expected))
+        bars_equal(recorded(output.bars, expected), expected)
+        bars_equal(recorded(await stored_bars(db_settings, set(expected)), expected), expected)
+        assert output.dead_letters == []
+        joined = second
+        await eventually(lambda: _assigned_some(joined), timeout=30)
+    finally:
+        feeding.cancel()
+        if second is not None:
+            assert second.stop() == 0, second.output()
+        assert first.stop() == 0, first.output()
+
+
+def _assigned_some(worker: WorkerProcess) -> bool:
+    """The worker logged an assignment with at least one partition."""
+    return any(
+        "assigned partitions [" in line and "assigned partitions []" not in line
+        for line in worker.output().splitlines()
+    )
+
+
+async def _stored_at_least(db: DatabaseSettings, rows: int) -> bool:
+    return await stored_count(db) >= rows
+
+
+@pytest.fixture
+def own_postgres(tmp_path: Path) -> Iterator[tuple[InfraManager, str]]:
+    """An embedded PostgreSQL of this test's own, on a fixed port, so it can be stopped."""
+    settings = InfraSettings(
+        PAIRSTREAM_STATE_DIR=tmp_path / "pg", postgres_port=free_port("127.0.0.1")
+    )
+    manager = InfraManager(settings, external={}, parts=(PostgresPart(),))
+    (report,) = manager.up()
+    try:
+        yield manager, str(report.url)
+    finally:
+        manager.down()
+
+
+async def test_postgres_stopped_for_20s_mid_stream_loses_nothing(
+    kafka_settings: KafkaSettings,
+    ticks_topic: TopicSettings,
+    own_postgres: tuple[InfraManager, str],
+    recorded_trades: dict[str, list[Trade]],
+    reference_bars: Callable[..., dict],
+    bars_equal: Callable[..., None],
+) -> None:
+    manager, url = own_postgres
+    db = DatabaseSettings(DATABASE_URL=url, DB_SCHEMA=unique("outage_"))
+    expected = reference_bars()
+    runs = shuffled_within_lateness(small_runs(recorded_trades, seed=25), seed=26)
+    async with running(worker_settings(), kafka_settings, ticks_topic, db) as worker:
+        feeding = asyncio.create_task(
+            produce_runs(runs + market_moves_on(recorded_trades), kafka_settings, ticks_topic, 800)
+        )
+        try:
+            await eventually(lambda: _stored_at_least(db, 100), timeout=60)
+            await asyncio.to_thread(manager.down)
+            published_before = worker.outbox.published
+            await asyncio.sleep(20)
+            # the stream went on while the database was away, bars buffered, offsets held
+            assert worker.outbox.published > published_before + 500
+            assert len(worker.buffer) > 0
+            assert _value(worker, "resampler_sink_failures_total") >= 1
+            await asyncio.to_thread(manager.up)  # InfraManager runs its own loop
+            await feeding
+            output = Output(kafka_settings, ticks_topic)
+            await output.collect_until_final(set(expected))
+            bars_equal(recorded(output.bars, expected), expected)
+            bars_equal(recorded(await stored_bars(db, set(expected)), expected), expected)
+            assert output.dead_letters == []
+        finally:
+            feeding.cancel()
