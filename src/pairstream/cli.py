@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, cast
 
@@ -345,6 +345,22 @@ def resampler(
     run_until_signalled(run_resampler(settings))
 
 
+@contextlib.contextmanager
+def _bench_infra() -> Iterator[None]:
+    """Embedded infrastructure for a bench when none is configured; stopped afterwards."""
+    manager, started = InfraManager(), []
+    if not (KafkaSettings().bootstrap and DatabaseSettings().url):
+        try:
+            started = [r.name for r in manager.up() if r.state == "started"]
+        except InfraError as error:
+            raise _fail(error) from error
+    try:
+        yield
+    finally:
+        if started:
+            manager.down(only=started)
+
+
 @bench_app.command("ingest")
 def bench_ingest(
     frames: Annotated[
@@ -359,20 +375,10 @@ def bench_ingest(
     from pairstream_ingest.bench import DEFAULT_FRAMES
     from pairstream_ingest.bench import bench_ingest as run_bench
 
-    manager, started = InfraManager(), []
-    if not KafkaSettings().bootstrap:
-        try:
-            started = [r.name for r in manager.up() if r.state == "started"]
-        except InfraError as error:
-            raise _fail(error) from error
-    try:
-        with err.status("benchmarking ingest (throughput, raw baseline, latency)…"):
-            result = asyncio.run(
-                run_bench(frames or DEFAULT_FRAMES, repeat=repeat, rate=rate, latency_s=seconds)
-            )
-    finally:
-        if started:
-            manager.down(only=started)
+    with _bench_infra(), err.status("benchmarking ingest (throughput, raw baseline, latency)…"):
+        result = asyncio.run(
+            run_bench(frames or DEFAULT_FRAMES, repeat=repeat, rate=rate, latency_s=seconds)
+        )
     if as_json:
         print(result.as_json().decode())
         return
@@ -386,6 +392,63 @@ def bench_ingest(
     table.add_row("ratio pipeline / raw", f"{result.ratio:.2f}")
     table.add_row(
         f"frame→ack at {result.latency_rate_per_s:,.0f}/s: p50", f"{result.latency_p50_ms:.3f} ms"
+    )
+    table.add_row("p99", f"{result.latency_p99_ms:.3f} ms")
+    table.add_row("max", f"{result.latency_max_ms:.3f} ms")
+    console.print(table)
+    for target, met in result.targets.items():
+        console.print(f"{'[green]met[/green]' if met else '[red]missed[/red]'}  {target}")
+
+
+@bench_app.command("resampler")
+def bench_resampler(
+    frames: Annotated[
+        Path | None, typer.Option(help="Recorded frames (.jsonl[.gz]); default: the fixture.")
+    ] = None,
+    repeat: Annotated[
+        int, typer.Option(min=1, help="Copies of the recording (ids and times shifted).")
+    ] = 8,
+    symbols: Annotated[int, typer.Option(min=1, help="Symbols of the live latency run.")] = 50,
+    seconds: Annotated[float, typer.Option(min=2, help="Length of the latency run.")] = 8.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """One resampler worker: ticks/s to bar topics and table vs a raw consumer; p99 final bar."""
+    from pairstream_resampler.bench import DEFAULT_FRAMES
+    from pairstream_resampler.bench import bench_resampler as run_bench
+
+    with _bench_infra(), err.status("benchmarking the resampler (throughput, baseline, latency)…"):
+        result = asyncio.run(
+            run_bench(
+                frames_file=frames or DEFAULT_FRAMES,
+                repeat=repeat,
+                latency_symbols=symbols,
+                latency_seconds=seconds,
+            )
+        )
+    if as_json:
+        print(result.as_json().decode())
+        return
+    table = Table(
+        title=f"pairstream bench resampler ({result.trades:,} trades in {result.messages:,} "
+        f"messages, {result.final_bars:,} final bars {','.join(result.timeframes)}, "
+        f"{result.cpus} CPUs)"
+    )
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("one worker: ticks folded into bars", f"{result.folded_ticks_per_s:,} ticks/s")
+    table.add_row(
+        "ticks → final bars acked on bar topics", f"{result.topics_ticks_per_s:,} ticks/s"
+    )
+    table.add_row(
+        f"ticks → final bars stored (checkpoint every {result.checkpoint_interval_s} s)",
+        f"{result.stored_ticks_per_s:,} ticks/s ({result.stored_rows_per_s:,} rows/s)",
+    )
+    table.add_row("raw aiokafka consume+decode, same topic", f"{result.raw_ticks_per_s:,} ticks/s")
+    table.add_row("ratio bar topics / raw", f"{result.ratio_to_raw:.3f}")
+    table.add_row(
+        f"watermark passed → final bar acked ({result.latency_finals} bars, "
+        f"{result.latency_symbols} live symbols): p50",
+        f"{result.latency_p50_ms:.3f} ms",
     )
     table.add_row("p99", f"{result.latency_p99_ms:.3f} ms")
     table.add_row("max", f"{result.latency_max_ms:.3f} ms")

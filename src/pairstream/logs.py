@@ -40,3 +40,8 @@ def setup_logging(settings: LogSettings | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level)
+    # faust/mode narrate every service start and stop at INFO; keep their warnings
+    for chatty in ("faust", "mode"):
+        logging.getLogger(chatty).setLevel(
+            logging.DEBUG if settings.level == "DEBUG" else logging.WARNING
+        )

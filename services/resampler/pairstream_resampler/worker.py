@@ -121,6 +121,9 @@ class ResamplerWorker:
         self._pool: asyncpg.Pool | None = None
         self._store: BarStore | None = None
         self._datadir = tempfile.mkdtemp(prefix="pairstream-resampler-")
+        #: monotonic time of the first message processed, and trades in processed messages
+        self.first_event_at: float | None = None
+        self.trades_seen = 0
         self.app = self._make_app()
 
     # ------------------------------------------------------------------ wiring
@@ -320,6 +323,8 @@ class ResamplerWorker:
             event.ack()  # already in the stored state
             return
         now_ms = self.clock.now_ms()
+        if self.first_event_at is None:
+            self.first_event_at = self.clock.monotonic()
         raw = message.value or b""
         try:
             run = self._codec.decode(raw)
@@ -340,6 +345,7 @@ class ResamplerWorker:
             state = part.symbols[symbol] = self.builder.new_symbol(run.exchange, run.market)
         watermark = self.builder.watermark(state)  # the one late trades are judged by
         out = self.builder.on_trades(state, symbol, run.trades, now_ms)
+        self.trades_seen += len(run.trades)
         self._arrivals[symbol] = (self.clock.monotonic(), state.clock)
         m = self.metrics
         if out.accepted:
