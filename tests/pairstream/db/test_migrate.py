@@ -158,10 +158,11 @@ async def test_prune_deletes_only_rows_past_retention(
 def test_timescale_migrations_and_policies_are_valid_postgresql_syntax() -> None:
     # TimescaleDB cannot be installed here; its path is parsed by PostgreSQL's own
     # parser (libpg_query) so a typo cannot hide until production.
-    for migration in load_migrations():
+    migrations = load_migrations()
+    for migration in migrations:
         statements = pglast.parse_sql(migration.sql("timescale"))
         assert statements, migration.name
-        assert "create_hypertable" in migration.timescale
+    assert "create_hypertable('bars'" in migrations[0].timescale
     settings = DatabaseSettings(ticks_retention_days=7, bars_retention_days=90)
     policies = policy_statements(settings, "timescale")
     assert len(policies) == 8
