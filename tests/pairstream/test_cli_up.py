@@ -86,7 +86,7 @@ def test_up_runs_ingest_and_resampler_offline_and_stops_cleanly_on_sigterm(
     ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", exports)]
     assert len(ports) == 3
     assert all(port_in_use("127.0.0.1", p) for p in ports)
-    assert "schema public (plain): applied [1, 2]" in "".join(seen)
+    assert "schema public (plain): applied [1, 2, 3]" in "".join(seen)
     assert "services: ingest, resampler." in "".join(seen)
     bootstrap, topics = f"127.0.0.1:{ports[0]}", TopicSettings()
     run = asyncio.run(first_message(bootstrap, topics.ticks, Codec(topics.ticks, TickRun)))

@@ -37,6 +37,10 @@ _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 TIME_SERIES: dict[str, str] = {"ticks": "ts_event", "bars": "start"}
 
 
+#: first line of a variant file whose statements cannot run in a transaction block
+NO_TRANSACTION = "-- pairstream: no-transaction"
+
+
 class MigrationError(RuntimeError):
     """A migration could not be applied."""
 
@@ -53,6 +57,11 @@ class Migration:
 
     def sql(self, variant: Variant) -> str:
         return self.common + "\n" + (self.timescale if variant == "timescale" else self.plain)
+
+    def outside_transaction(self, variant: Variant) -> bool:
+        """The variant file starts with :data:`NO_TRANSACTION` (e.g. a continuous aggregate)."""
+        text = self.timescale if variant == "timescale" else self.plain
+        return text.startswith(NO_TRANSACTION)
 
     def checksum(self, variant: Variant) -> str:
         return hashlib.sha256(self.sql(variant).encode()).hexdigest()
@@ -165,7 +174,10 @@ async def migrate(conn: asyncpg.Connection, settings: DatabaseSettings) -> Migra
                     )
                 already.append(migration.version)
                 continue
-            await conn.execute(migration.sql(variant))
+            if migration.outside_transaction(variant):
+                await conn.execute(migration.common)
+            else:
+                await conn.execute(migration.sql(variant))
             await conn.execute(
                 "INSERT INTO pairstream_migrations (version, name, variant, checksum) "
                 "VALUES ($1, $2, $3, $4)",
@@ -175,16 +187,39 @@ async def migrate(conn: asyncpg.Connection, settings: DatabaseSettings) -> Migra
                 migration.checksum(variant),
             )
             applied.append(migration.version)
-            log.info(
-                "applied migration %04d_%s (%s) to schema %s",
-                migration.version,
-                migration.name,
-                variant,
-                schema,
-            )
+        assert variant is not None
+        if migration.outside_transaction(variant):
+            await run_outside_transaction(conn, migration, variant, lock_key)
+        log.info(
+            "applied migration %04d_%s (%s) to schema %s",
+            migration.version,
+            migration.name,
+            variant,
+            schema,
+        )
     assert variant is not None
     await apply_policies(conn, settings, variant)
     return MigrateResult(schema, variant, applied, already)
+
+
+async def run_outside_transaction(
+    conn: asyncpg.Connection, migration: Migration, variant: Variant, lock_key: str
+) -> None:
+    """Run a variant file statement by statement, each in its own implicit transaction.
+
+    Its version is recorded already; its statements are idempotent (``IF NOT EXISTS``),
+    so a run cut short is completed by the next ``migrate``.
+    """
+    text = migration.timescale if variant == "timescale" else migration.plain
+    await conn.execute("SELECT pg_advisory_lock(hashtext($1))", lock_key)
+    try:
+        for statement in (part.strip() for part in text.split(";\n")):
+            if statement and not all(
+                line.startswith("--") for line in statement.splitlines() if line.strip()
+            ):
+                await conn.execute(statement)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", lock_key)
 
 
 def policy_statements(settings: DatabaseSettings, variant: Variant) -> list[str]:

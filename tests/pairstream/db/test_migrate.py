@@ -12,11 +12,14 @@ import pytest
 
 from pairstream.db import connect
 from pairstream.db.migrate import (
+    NO_TRANSACTION,
+    Migration,
     MigrationError,
     load_migrations,
     migrate,
     policy_statements,
     prune,
+    run_outside_transaction,
 )
 from pairstream.settings import DatabaseSettings
 
@@ -169,3 +172,29 @@ def test_timescale_migrations_and_policies_are_valid_postgresql_syntax() -> None
     for statement in policies:
         pglast.parse_sql(statement)
     assert policy_statements(settings, "plain") == []
+
+
+async def test_a_no_transaction_variant_runs_outside_any_transaction_block(
+    db: asyncpg.Connection, db_settings: DatabaseSettings
+) -> None:
+    # CREATE INDEX CONCURRENTLY refuses to run inside a transaction block, like
+    # TimescaleDB's CREATE MATERIALIZED VIEW ... WITH (timescaledb.continuous)
+    await migrate(db, db_settings)
+    migration = Migration(
+        version=999,
+        name="concurrent_index",
+        common="",
+        timescale="",
+        plain=NO_TRANSACTION + "\n-- a comment-only part is skipped\n"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS bars_symbol_start ON bars (symbol, start);\n"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS bars_tf ON bars (tf);\n",
+    )
+    assert migration.outside_transaction("plain")
+    await run_outside_transaction(db, migration, "plain", "test-lock")
+    await run_outside_transaction(db, migration, "plain", "test-lock")  # idempotent
+    indexes = await db.fetchval(
+        "SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND indexname IN "
+        "('bars_symbol_start', 'bars_tf')",
+        db_settings.schema_name,
+    )
+    assert indexes == 2

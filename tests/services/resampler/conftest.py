@@ -127,3 +127,13 @@ def reference_bars(
 def bars_equal() -> Callable[..., None]:
     """:func:`assert_bars_equal`, for the tests."""
     return assert_bars_equal
+
+
+@pytest.fixture(scope="session")
+def hourly_reference(recorded_trades: dict[str, list[Trade]]) -> dict[tuple[str, int], RefBar]:
+    """``{(symbol, hour start): RefBar}``: what the ``bars_1h`` view must show."""
+    return {
+        (symbol, start): bar
+        for symbol, trades in recorded_trades.items()
+        for start, bar in batch_bars(trades, 3_600_000).items()
+    }

@@ -76,7 +76,7 @@ async def produce_runs(
 
 
 def market_moves_on(trades: dict[str, list[Trade]]) -> list[TickRun]:
-    """One more trade per symbol 10 minutes after the recording: its event time closes every
+    """One more trade per symbol 2 hours after the recording: its event time closes every
     recorded bar (the wall clock would take 5 minutes to close the last 5m bar)."""
     return [
         TickRun(
@@ -87,7 +87,7 @@ def market_moves_on(trades: dict[str, list[Trade]]) -> list[TickRun]:
             trades=[
                 Trade(
                     trade_id=symbol_trades[-1].trade_id + 1,
-                    ts_event=symbol_trades[-1].ts_event + 600_000,
+                    ts_event=symbol_trades[-1].ts_event + 7_200_000,
                     price=symbol_trades[-1].price,
                     qty=1.0,
                     is_buyer_maker=False,
@@ -198,6 +198,22 @@ async def stored_bars(db: DatabaseSettings, expected: set[Key]) -> dict[Key, Any
     return {key: Row(row) for key, row in found.items()}
 
 
+async def hourly_bars(db: DatabaseSettings) -> dict[tuple[str, int], Any]:
+    conn = await asyncpg.connect(db.url, server_settings={"search_path": db.schema_name})
+    try:
+        rows = await conn.fetch(
+            "SELECT *, (extract(epoch FROM start) * 1000)::bigint AS start_ms FROM bars_1h"
+        )
+    finally:
+        await conn.close()
+
+    class Row:
+        def __init__(self, record: asyncpg.Record) -> None:
+            self.__dict__.update(dict(record))
+
+    return {(row["symbol"], row["start_ms"]): Row(row) for row in rows}
+
+
 @asynccontextmanager
 async def running(
     settings: ResamplerSettings, kafka: KafkaSettings, topics: TopicSettings, db: DatabaseSettings
@@ -227,6 +243,7 @@ async def test_replayed_recording_gives_the_batch_bars_in_topics_and_table(
     db_settings: DatabaseSettings,
     recorded_trades: dict[str, list[Trade]],
     reference_bars: Callable[..., dict],
+    hourly_reference: dict[tuple[str, int], Any],
     bars_equal: Callable[..., None],
 ) -> None:
     expected = reference_bars()
@@ -238,6 +255,12 @@ async def test_replayed_recording_gives_the_batch_bars_in_topics_and_table(
         bars_equal(recorded(output.bars, expected), expected)
         bars_equal(recorded(await stored_bars(db_settings, set(expected)), expected), expected)
         assert output.dead_letters == []
+        # the bars_1h view (a continuous aggregate on TimescaleDB) over the stored 1m bars
+        hourly = await hourly_bars(db_settings)
+        bars_equal(
+            {(s, "1h", start): bar for (s, start), bar in hourly.items()},
+            {(s, "1h", start): bar for (s, start), bar in hourly_reference.items()},
+        )
 
 
 async def test_runs_shuffled_within_the_lateness_give_the_same_bars(

@@ -1,0 +1,2 @@
+-- `bars_1h`: hourly bars from the final 1m bars, the same columns on both backends
+-- (a continuous aggregate on TimescaleDB, a plain view otherwise).
