@@ -144,6 +144,8 @@ class ResamplerWorker:
             consumer_auto_offset_reset="earliest",
             stream_wait_empty=False,  # unstored events stay unacked; the next owner redoes them
             broker_commit_interval=s.checkpoint_interval_s,
+            # a replayed run is ~100 kB: fetch many per round trip (Faust's default is 1 MB)
+            consumer_max_fetch_size=16 * 1024 * 1024,
             broker_session_timeout=s.session_timeout_s,
             broker_rebalance_timeout=s.rebalance_timeout_s,
             broker_heartbeat_interval=s.heartbeat_interval_s,
