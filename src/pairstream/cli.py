@@ -413,7 +413,7 @@ def bench_resampler(
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """One resampler worker: ticks/s to bar topics and table vs a raw consumer; p99 final bar."""
-    from pairstream_resampler.bench import DEFAULT_FRAMES
+    from pairstream_ingest.bench import DEFAULT_FRAMES
     from pairstream_resampler.bench import bench_resampler as run_bench
 
     with _bench_infra(), err.status("benchmarking the resampler (throughput, baseline, latency)…"):

@@ -145,7 +145,8 @@ def _symbol_key(raw: bytes) -> bytes:
     return raw[start : raw.index(b"@", start)].upper()
 
 
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (nearest rank) of ``values``; NaN when there are none."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
@@ -184,7 +185,7 @@ async def bench_ingest(
     # Rates are reported whole; the ratio and targets use the reported figures.
     pipeline_rate = round(trades / elapsed)
     raw_rate = round(trades / raw_elapsed)
-    p99 = _percentile(latencies, 0.99) * 1000
+    p99 = percentile(latencies, 0.99) * 1000
     return IngestBench(
         frames_file=str(frames_file),
         trades=trades,
@@ -194,7 +195,7 @@ async def bench_ingest(
         ratio=round(pipeline_rate / raw_rate, 3),
         latency_rate_per_s=rate,
         latency_frames=len(latencies),
-        latency_p50_ms=round(_percentile(latencies, 0.5) * 1000, 3),
+        latency_p50_ms=round(percentile(latencies, 0.5) * 1000, 3),
         latency_p99_ms=round(p99, 3),
         latency_max_ms=round(max(latencies) * 1000, 3),
         cpus=os.cpu_count() or 0,

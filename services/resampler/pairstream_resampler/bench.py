@@ -33,18 +33,12 @@ from pairstream.messages import TickRun, Trade, timeframe_ms
 from pairstream.settings import DatabaseSettings, KafkaSettings, TopicSettings
 from pairstream.synthetic import SyntheticMarket, trades
 from pairstream.testing import unique
+from pairstream_ingest.bench import DEFAULT_FRAMES, percentile
 from pairstream_ingest.replay import frame_items
 
 from .config import ResamplerSettings
 from .worker import ResamplerWorker
 
-DEFAULT_FRAMES = (
-    Path(__file__).resolve().parents[3]
-    / "tests"
-    / "fixtures"
-    / "binance"
-    / "usdm_BTC+ETH_20240718-19.interleaved.jsonl.gz"
-)
 TARGET_TICKS_PER_S = 100_000
 TARGET_P99_MS = 50.0
 RUN_TRADES = 1_000  # trades per replayed run (ingest's replay sends up to 2,000)
@@ -255,11 +249,6 @@ async def _latency(
         await worker.stop()
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 async def bench_resampler(
     *,
     frames_file: Path = DEFAULT_FRAMES,
@@ -307,7 +296,7 @@ async def bench_resampler(
             await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     topics_rate = trade_count / acked
     raw_rate = trade_count / raw
-    p99 = _percentile(delays, 0.99) * 1000 if delays else float("nan")
+    p99 = percentile(delays, 0.99) * 1000
     return ResamplerBench(
         frames_file=str(frames_file),
         trades=trade_count,
@@ -324,7 +313,7 @@ async def bench_resampler(
         latency_symbols=latency_symbols,
         latency_seconds=latency_seconds,
         latency_finals=len(delays),
-        latency_p50_ms=round(_percentile(delays, 0.5) * 1000, 3) if delays else float("nan"),
+        latency_p50_ms=round(percentile(delays, 0.5) * 1000, 3),
         latency_p99_ms=round(p99, 3),
         latency_max_ms=round(max(delays) * 1000, 3) if delays else float("nan"),
         lateness_ms=settings.lateness_ms,

@@ -193,8 +193,6 @@ class Outcome:
     overlapping: list[Trade] = field(default_factory=list)
     accepted: int = 0
     duplicates: int = 0
-    watermark: int = -1
-    finals: int = 0
 
 
 class BarBuilder:
@@ -309,7 +307,6 @@ class BarBuilder:
     def _emit(self, state: SymbolBars, symbol: str, now_ms: int, out: Outcome) -> None:
         clock = state.clock
         watermark = self.watermark(state)
-        out.watermark = watermark
         for tf, span in self.spans.items():
             open_bars = state.bars[tf]
             done: list[int] = []
@@ -317,7 +314,6 @@ class BarBuilder:
                 end = start + span
                 if end <= watermark:
                     out.bars.append(self._bar(state, symbol, tf, bar, True, now_ms))
-                    out.finals += 1
                     done.append(start)
                 elif end <= clock and (bar.dirty or not bar.emitted):
                     out.bars.append(self._bar(state, symbol, tf, bar, False, now_ms))
@@ -353,6 +349,3 @@ class BarBuilder:
             ts_event=acc.ts_event,
             ts_init=now_ms,
         )
-
-    def open_bars(self, state: SymbolBars) -> int:
-        return sum(len(bars) for bars in state.bars.values())

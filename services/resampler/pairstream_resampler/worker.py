@@ -33,8 +33,9 @@ import contextlib
 import logging
 import shutil
 import tempfile
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import asyncpg
 import faust
@@ -58,6 +59,7 @@ from .sinks import BarBuffer, Outbox
 from .store import BarStore
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SERVICE = "resampler"
 #: what a database outage looks like to asyncpg
@@ -111,7 +113,6 @@ class ResamplerWorker:
         self.outbox = Outbox(self.producer, self.clock, self.metrics)
         self.buffer = BarBuffer(self.settings.buffer_max_rows, self.metrics)
         self._codec = Codec(self.topics.ticks, TickRun)
-        self._late_codec = Codec(self.topics.dead_letter, TickRun)
         self._parts: dict[int, Partition] = {}
         self._assigned: set[int] = set()
         self._arrivals: dict[str, tuple[float, int]] = {}  # symbol → (monotonic, event clock)
@@ -165,7 +166,9 @@ class ResamplerWorker:
         for name in [t.bars(tf) for tf in t.timeframes] + [t.dead_letter]:
             requests.append(TopicRequest(name, topic_spec(name, t).partitions))
         await ensure_topics(requests, self.kafka)
-        self._pool = await self._connect()
+        self._pool = await self._through_outages(
+            "connecting to the database", lambda: create_pool(self.db)
+        )
         async with connection(self.db) as conn:
             await migrate(conn, self.db)
         self._store = BarStore(self._pool, self.settings.group_id, t.ticks)
@@ -184,15 +187,16 @@ class ResamplerWorker:
             self.settings.lateness_ms,
         )
 
-    async def _connect(self) -> asyncpg.Pool:
+    async def _through_outages(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+        """``operation``, retried forever through database outages (capped full-jitter backoff)."""
         backoff = Backoff(self.settings.retry_base_s, self.settings.retry_cap_s)
         failures = 0
         while True:
             try:
-                return await create_pool(self.db)
+                return await operation()
             except DB_ERRORS as error:
                 failures += 1
-                log.warning("database not reachable (%s); retrying", error)
+                log.warning("%s failed (%r); retrying", what, error)
                 await asyncio.sleep(backoff.delay(failures))
 
     async def run(self) -> None:
@@ -245,10 +249,8 @@ class ResamplerWorker:
         for number in list(self._parts):
             if number not in mine:
                 self._parts.pop(number)
-        now = self.clock.monotonic()
         for part in self._parts.values():  # kept: the pause was ours, not the market's
-            for symbol, state in part.symbols.items():
-                self._arrivals[symbol] = (now, state.clock)
+            self._restart_idle_timers(part)
         log.info("assigned partitions %s of %s", sorted(mine), self.topics.ticks)
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], **_: Any) -> None:
@@ -263,21 +265,19 @@ class ResamplerWorker:
         for number in gone:
             self._parts.pop(number, None)
 
+    def _restart_idle_timers(self, part: Partition) -> None:
+        """Count the symbols' idle time from now: a pause of ours is not a quiet market."""
+        now = self.clock.monotonic()
+        for symbol, state in part.symbols.items():
+            self._arrivals[symbol] = (now, state.clock)
+
     async def _partition(self, number: int) -> Partition:
         """The state of a newly owned partition, from its checkpoint (waits for the database)."""
         assert self._store is not None
-        backoff = Backoff(self.settings.retry_base_s, self.settings.retry_cap_s)
-        failures = 0
-        while True:
-            try:
-                stored = await self._store.load(number)
-                break
-            except DB_ERRORS as error:
-                failures += 1
-                log.warning(
-                    "cannot load the checkpoint of partition %d (%r); retrying", number, error
-                )
-                await asyncio.sleep(backoff.delay(failures))
+        store = self._store
+        stored = await self._through_outages(
+            f"loading the checkpoint of partition {number}", lambda: store.load(number)
+        )
         if stored is None:
             part = Partition(number, 0, {})
         else:
@@ -286,9 +286,7 @@ class ResamplerWorker:
             for state in symbols.values():
                 state.bars = {tf: state.bars.get(tf, {}) for tf in self.builder.timeframes}
             part = Partition(number, offset, symbols)
-        now = self.clock.monotonic()
-        for symbol, state in part.symbols.items():
-            self._arrivals[symbol] = (now, state.clock)
+        self._restart_idle_timers(part)
         log.info(
             "partition %d: resuming at offset %d with %d symbol(s)",
             number,
@@ -394,9 +392,7 @@ class ResamplerWorker:
             ts_ingest=run.ts_ingest,
             trades=trades,
         )
-        self._dead_letter(
-            reason, self._late_codec.encode(late), run.symbol, trades[0].ts_event, now_ms
-        )
+        self._dead_letter(reason, self._codec.encode(late), run.symbol, trades[0].ts_event, now_ms)
 
     def _dead_letter(
         self, reason: str, raw: bytes, key: str | None, ts_event: int | None, now_ms: int

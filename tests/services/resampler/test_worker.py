@@ -19,12 +19,14 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
 import pytest
 
 from pairstream.codec import Codec
+from pairstream.db import connection
 from pairstream.infra.manager import InfraManager, free_port
 from pairstream.infra.parts import PostgresPart
 from pairstream.kafka import MessageProducer, TopicRequest, create_consumer, ensure_topics
@@ -165,53 +167,51 @@ class Output:
             await consumer.stop()
 
 
-async def stored_bars(db: DatabaseSettings, expected: set[Key]) -> dict[Key, Any]:
-    async def rows() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(db.url, server_settings={"search_path": db.schema_name})
+async def fetch_rows(db: DatabaseSettings, sql: str) -> list[SimpleNamespace]:
+    """Rows of ``sql`` in the test's schema (none while the tables do not exist yet)."""
+    async with connection(db) as conn:
         try:
-            return list(
-                await conn.fetch(
-                    "SELECT symbol, tf, (extract(epoch FROM start) * 1000)::bigint AS start_ms, "
-                    "open, high, low, close, volume, quote_volume, trades, vwap, buy_volume, "
-                    "first_trade_id, last_trade_id, revision, final FROM bars"
-                )
-            )
+            return [SimpleNamespace(**dict(row)) for row in await conn.fetch(sql)]
         except asyncpg.UndefinedTableError:
             return []
-        finally:
-            await conn.close()
 
+
+async def stored_bars(db: DatabaseSettings, expected: set[Key]) -> dict[Key, Any]:
+    """The ``bars`` rows, once every expected bar is stored as final."""
     found: dict[Key, Any] = {}
 
     async def all_stored() -> bool:
+        rows = await fetch_rows(
+            db, "SELECT *, (extract(epoch FROM start) * 1000)::bigint AS start_ms FROM bars"
+        )
         found.clear()
-        for row in await rows():
-            found[(row["symbol"], row["tf"], row["start_ms"])] = row
-        return set(found) >= expected and all(found[k]["final"] for k in expected)
+        found.update({(row.symbol, row.tf, row.start_ms): row for row in rows})
+        return set(found) >= expected and all(found[k].final for k in expected)
 
     await eventually(all_stored, timeout=60)
-
-    class Row:
-        def __init__(self, record: asyncpg.Record) -> None:
-            self.__dict__.update(dict(record))
-
-    return {key: Row(row) for key, row in found.items()}
+    return found
 
 
 async def hourly_bars(db: DatabaseSettings) -> dict[tuple[str, int], Any]:
-    conn = await asyncpg.connect(db.url, server_settings={"search_path": db.schema_name})
-    try:
-        rows = await conn.fetch(
-            "SELECT *, (extract(epoch FROM start) * 1000)::bigint AS start_ms FROM bars_1h"
-        )
-    finally:
-        await conn.close()
+    rows = await fetch_rows(
+        db, "SELECT *, (extract(epoch FROM start) * 1000)::bigint AS start_ms FROM bars_1h"
+    )
+    return {(row.symbol, row.start_ms): row for row in rows}
 
-    class Row:
-        def __init__(self, record: asyncpg.Record) -> None:
-            self.__dict__.update(dict(record))
 
-    return {(row["symbol"], row["start_ms"]): Row(row) for row in rows}
+async def final_bars_match(
+    kafka: KafkaSettings,
+    topics: TopicSettings,
+    db: DatabaseSettings,
+    expected: dict[Key, Any],
+    bars_equal: Callable[..., None],
+) -> Output:
+    """Wait until every expected bar is final; topics and table must equal ``expected``."""
+    output = Output(kafka, topics)
+    await output.collect_until_final(set(expected))
+    bars_equal(recorded(output.bars, expected), expected)
+    bars_equal(recorded(await stored_bars(db, set(expected)), expected), expected)
+    return output
 
 
 @asynccontextmanager
@@ -250,10 +250,9 @@ async def test_replayed_recording_gives_the_batch_bars_in_topics_and_table(
     await run_replay([FRAMES], speed=None, kafka=kafka_settings, topics=ticks_topic)
     await produce_runs(market_moves_on(recorded_trades), kafka_settings, ticks_topic)
     async with running(worker_settings(), kafka_settings, ticks_topic, db_settings):
-        output = Output(kafka_settings, ticks_topic)
-        await output.collect_until_final(set(expected))
-        bars_equal(recorded(output.bars, expected), expected)
-        bars_equal(recorded(await stored_bars(db_settings, set(expected)), expected), expected)
+        output = await final_bars_match(
+            kafka_settings, ticks_topic, db_settings, expected, bars_equal
+        )
         assert output.dead_letters == []
         # the bars_1h view (a continuous aggregate on TimescaleDB) over the stored 1m bars
         hourly = await hourly_bars(db_settings)
@@ -277,10 +276,9 @@ async def test_runs_shuffled_within_the_lateness_give_the_same_bars(
     assert shuffled != runs
     await produce_runs(shuffled + market_moves_on(recorded_trades), kafka_settings, ticks_topic)
     async with running(worker_settings(), kafka_settings, ticks_topic, db_settings) as worker:
-        output = Output(kafka_settings, ticks_topic)
-        await output.collect_until_final(set(expected))
-        bars_equal(recorded(output.bars, expected), expected)
-        bars_equal(recorded(await stored_bars(db_settings, set(expected)), expected), expected)
+        output = await final_bars_match(
+            kafka_settings, ticks_topic, db_settings, expected, bars_equal
+        )
         assert output.dead_letters == []
         assert any(bar.revision >= 2 for bar in output.bars.values()), "no bar was revised"
         assert _value(worker, "resampler_late_trades_total") == 0
@@ -299,10 +297,9 @@ async def test_every_trade_delivered_twice_is_counted_once(
     twice = shuffled_within_lateness(runs + runs, seed=14)
     await produce_runs(twice + market_moves_on(recorded_trades), kafka_settings, ticks_topic)
     async with running(worker_settings(), kafka_settings, ticks_topic, db_settings) as worker:
-        output = Output(kafka_settings, ticks_topic)
-        await output.collect_until_final(set(expected))
-        bars_equal(recorded(output.bars, expected), expected)
-        bars_equal(recorded(await stored_bars(db_settings, set(expected)), expected), expected)
+        output = await final_bars_match(
+            kafka_settings, ticks_topic, db_settings, expected, bars_equal
+        )
         assert output.dead_letters == []
         assert _value(worker, "resampler_duplicates_total") == 24_356
 
@@ -330,10 +327,9 @@ async def test_trades_later_than_the_lateness_are_dead_lettered_and_in_no_bar(
     expected = reference_bars(exclude=frozenset(late))
     await produce_runs(ordered + market_moves_on(recorded_trades), kafka_settings, ticks_topic)
     async with running(worker_settings(), kafka_settings, ticks_topic, db_settings):
-        output = Output(kafka_settings, ticks_topic)
-        await output.collect_until_final(set(expected))
-        bars_equal(recorded(output.bars, expected), expected)
-        bars_equal(recorded(await stored_bars(db_settings, set(expected)), expected), expected)
+        output = await final_bars_match(
+            kafka_settings, ticks_topic, db_settings, expected, bars_equal
+        )
         lettered = set()
         for letter in output.dead_letters:
             assert letter.service == "resampler"
@@ -409,13 +405,8 @@ def process_env(
 
 
 async def stored_count(db: DatabaseSettings) -> int:
-    conn = await asyncpg.connect(db.url, server_settings={"search_path": db.schema_name})
-    try:
-        return int(await conn.fetchval("SELECT count(*) FROM bars"))
-    except asyncpg.UndefinedTableError:
-        return 0
-    finally:
-        await conn.close()
+    (row,) = await fetch_rows(db, "SELECT count(*) AS n FROM bars") or [SimpleNamespace(n=0)]
+    return int(row.n)
 
 
 async def test_a_worker_killed_with_sigkill_and_restarted_gives_the_same_bars(
@@ -443,11 +434,9 @@ async def test_a_worker_killed_with_sigkill_and_restarted_gives_the_same_bars(
         second = WorkerProcess(env, tmp_path / "second.log")
         try:
             await feeding
-            output = Output(kafka_settings, ticks_topic)
-            await output.collect_until_final(set(expected))
-            bars_equal(recorded(output.bars, expected), expected)
-            stored = await stored_bars(db_settings, set(expected))
-            bars_equal(recorded(stored, expected), expected)
+            output = await final_bars_match(
+                kafka_settings, ticks_topic, db_settings, expected, bars_equal
+            )
             assert output.dead_letters == []
             assert "resuming at offset" in second.output()
             assert killed_with < len(expected)
@@ -480,10 +469,9 @@ async def test_a_second_worker_joining_mid_stream_changes_nothing(
         assert not feeding.done()
         second = WorkerProcess(env, tmp_path / "second.log")
         await feeding
-        output = Output(kafka_settings, ticks_topic)
-        await output.collect_until_final(set(expected))
-        bars_equal(recorded(output.bars, expected), expected)
-        bars_equal(recorded(await stored_bars(db_settings, set(expected)), expected), expected)
+        output = await final_bars_match(
+            kafka_settings, ticks_topic, db_settings, expected, bars_equal
+        )
         assert output.dead_letters == []
         joined = second
         await eventually(lambda: _assigned_some(joined), timeout=30)
@@ -547,10 +535,7 @@ async def test_postgres_stopped_for_20s_mid_stream_loses_nothing(
             assert _value(worker, "resampler_sink_failures_total") >= 1
             await asyncio.to_thread(manager.up)  # InfraManager runs its own loop
             await feeding
-            output = Output(kafka_settings, ticks_topic)
-            await output.collect_until_final(set(expected))
-            bars_equal(recorded(output.bars, expected), expected)
-            bars_equal(recorded(await stored_bars(db, set(expected)), expected), expected)
+            output = await final_bars_match(kafka_settings, ticks_topic, db, expected, bars_equal)
             assert output.dead_letters == []
         finally:
             feeding.cancel()
