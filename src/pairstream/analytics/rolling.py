@@ -1,0 +1,258 @@
+"""Rolling sums over a fixed window that stay accurate on prices near 60,000.
+
+Textbook running sums (``Σx``, ``Σx²``) lose most of their digits to cancellation
+when the variance is tiny next to the squared mean: ``Σx² − (Σx)²/n`` on BTC
+prices subtracts two numbers near 1.8e12 to get a few thousand. Here every
+value is stored as its deviation from an anchor ``k`` (the window mean at the
+last re-summation), so the sums hold numbers of the size of the spread of the
+data, not of its level. Adding and removing values one at a time accumulates
+rounding error; every ``window`` updates the sums are recomputed exactly from
+the buffer and the anchor moves to the current mean, which bounds that error
+at O(1) amortised cost per update.
+
+Each class is deterministic: the same sequence of updates gives the same bits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+__all__ = ["RollingCov", "RollingStats", "RollingSum"]
+
+
+class RollingSum:
+    """Sum of the last ``window`` values (positive volumes: no anchor needed)."""
+
+    __slots__ = ("_since", "_sum", "_values", "window")
+
+    def __init__(self, window: int) -> None:
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        self.window = window
+        self._values: deque[float] = deque()
+        self._sum = 0.0
+        self._since = 0
+
+    def update(self, value: float) -> None:
+        """Add ``value``, dropping the oldest one once the window is full."""
+        values = self._values
+        if len(values) == self.window:
+            self._sum -= values.popleft()
+        values.append(value)
+        self._sum += value
+        self._since += 1
+        if self._since >= self.window:
+            self._since = 0
+            self._sum = math.fsum(values)
+
+    @property
+    def full(self) -> bool:
+        """Whether the window holds ``window`` values."""
+        return len(self._values) == self.window
+
+    @property
+    def sum(self) -> float:
+        """Sum of the values in the window."""
+        return self._sum
+
+
+class RollingStats:
+    """Mean and sample variance (ddof=1) of the last ``window`` values."""
+
+    __slots__ = ("_k", "_s", "_since", "_ss", "_values", "window")
+
+    def __init__(self, window: int) -> None:
+        if window < 2:
+            raise ValueError(f"window must be >= 2, got {window}")
+        self.window = window
+        self._values: deque[float] = deque()
+        self._k = 0.0
+        self._s = 0.0
+        self._ss = 0.0
+        self._since = 0
+
+    def update(self, value: float) -> None:
+        """Add ``value``, dropping the oldest one once the window is full."""
+        values = self._values
+        k = self._k
+        if not values:
+            self._k = k = value
+        elif len(values) == self.window:
+            d = values.popleft() - k
+            self._s -= d
+            self._ss -= d * d
+        values.append(value)
+        d = value - k
+        self._s += d
+        self._ss += d * d
+        self._since += 1
+        if self._since >= self.window:
+            self._resum()
+
+    def _resum(self) -> None:
+        values = self._values
+        self._since = 0
+        self._k = k = math.fsum(values) / len(values)
+        self._s = math.fsum(v - k for v in values)
+        self._ss = math.fsum((v - k) * (v - k) for v in values)
+
+    @property
+    def count(self) -> int:
+        """How many values the window holds (at most ``window``)."""
+        return len(self._values)
+
+    @property
+    def full(self) -> bool:
+        """Whether the window holds ``window`` values."""
+        return len(self._values) == self.window
+
+    @property
+    def mean(self) -> float:
+        """Mean of the values in the window."""
+        return self._k + self._s / len(self._values)
+
+    @property
+    def var(self) -> float:
+        """Sample variance (ddof=1) of the values in the window; never negative."""
+        n = len(self._values)
+        return max(self._ss - self._s * self._s / n, 0.0) / (n - 1)
+
+
+class RollingCov:
+    """Means, sample (co)variances and least-squares fits of the last ``window`` pairs (x, y).
+
+    ``ols()`` regresses y on x: with an intercept ``y = α + βx`` by centred sums,
+    without one ``y = βx`` through the origin.
+    """
+
+    __slots__ = (
+        "_kx",
+        "_ky",
+        "_since",
+        "_sx",
+        "_sxx",
+        "_sxy",
+        "_sy",
+        "_syy",
+        "_xs",
+        "_ys",
+        "window",
+    )
+
+    def __init__(self, window: int) -> None:
+        if window < 2:
+            raise ValueError(f"window must be >= 2, got {window}")
+        self.window = window
+        self._xs: deque[float] = deque()
+        self._ys: deque[float] = deque()
+        self._kx = self._ky = 0.0
+        self._sx = self._sy = self._sxx = self._syy = self._sxy = 0.0
+        self._since = 0
+
+    def update(self, x: float, y: float) -> None:
+        """Add the pair ``(x, y)``, dropping the oldest once the window is full."""
+        xs, ys = self._xs, self._ys
+        kx, ky = self._kx, self._ky
+        if not xs:
+            self._kx = kx = x
+            self._ky = ky = y
+        elif len(xs) == self.window:
+            dx = xs.popleft() - kx
+            dy = ys.popleft() - ky
+            self._sx -= dx
+            self._sy -= dy
+            self._sxx -= dx * dx
+            self._syy -= dy * dy
+            self._sxy -= dx * dy
+        xs.append(x)
+        ys.append(y)
+        dx = x - kx
+        dy = y - ky
+        self._sx += dx
+        self._sy += dy
+        self._sxx += dx * dx
+        self._syy += dy * dy
+        self._sxy += dx * dy
+        self._since += 1
+        if self._since >= self.window:
+            self._resum()
+
+    def _resum(self) -> None:
+        xs, ys = self._xs, self._ys
+        n = len(xs)
+        self._since = 0
+        self._kx = kx = math.fsum(xs) / n
+        self._ky = ky = math.fsum(ys) / n
+        dxs = [x - kx for x in xs]
+        dys = [y - ky for y in ys]
+        self._sx = math.fsum(dxs)
+        self._sy = math.fsum(dys)
+        self._sxx = math.fsum(d * d for d in dxs)
+        self._syy = math.fsum(d * d for d in dys)
+        self._sxy = math.fsum(a * b for a, b in zip(dxs, dys, strict=True))
+
+    @property
+    def count(self) -> int:
+        """How many pairs the window holds (at most ``window``)."""
+        return len(self._xs)
+
+    @property
+    def full(self) -> bool:
+        """Whether the window holds ``window`` pairs."""
+        return len(self._xs) == self.window
+
+    def _centred(self) -> tuple[float, float, float, int]:
+        n = len(self._xs)
+        sx, sy = self._sx, self._sy
+        cxx = max(self._sxx - sx * sx / n, 0.0)
+        cyy = max(self._syy - sy * sy / n, 0.0)
+        cxy = self._sxy - sx * sy / n
+        return cxx, cyy, cxy, n
+
+    def ols(self, intercept: bool = True) -> tuple[float, float] | None:
+        """``(β, α)`` of the least-squares fit of y on x (α = 0 without intercept).
+
+        ``None`` when x has no spread in the window (the fit is undefined).
+        """
+        n = len(self._xs)
+        if n < 2:
+            return None
+        if intercept:
+            cxx, _, cxy, _ = self._centred()
+            if cxx <= 1e-24 * self.sum_squares_x():  # x constant up to rounding
+                return None
+            beta = cxy / cxx
+            alpha = (self._ky + self._sy / n) - beta * (self._kx + self._sx / n)
+            return beta, alpha
+        kx, ky = self._kx, self._ky
+        sxx = self._sxx + 2.0 * kx * self._sx + n * kx * kx
+        if sxx <= 0.0:
+            return None
+        sxy = self._sxy + kx * self._sy + ky * self._sx + n * kx * ky
+        return sxy / sxx, 0.0
+
+    def corr(self) -> float | None:
+        """Pearson correlation of x and y in the window; ``None`` if either is constant."""
+        if len(self._xs) < 2:
+            return None
+        cxx, cyy, cxy, _ = self._centred()
+        if cxx <= 0.0 or cyy <= 0.0:
+            return None
+        return max(-1.0, min(1.0, cxy / math.sqrt(cxx * cyy)))
+
+    def sum_squares_y(self) -> float:
+        """``Σy²`` over the window (raw, not centred)."""
+        n = len(self._ys)
+        ky = self._ky
+        return max(self._syy + 2.0 * ky * self._sy + n * ky * ky, 0.0)
+
+    def sum_squares_x(self) -> float:
+        """``Σx²`` over the window (raw, not centred)."""
+        n = len(self._xs)
+        kx = self._kx
+        return max(self._sxx + 2.0 * kx * self._sx + n * kx * kx, 0.0)
+
+    def values(self) -> tuple[list[float], list[float]]:
+        """The window's x and y values, oldest first (for O(window) methods)."""
+        return list(self._xs), list(self._ys)
