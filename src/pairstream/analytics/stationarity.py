@@ -101,13 +101,15 @@ def coint(y: Array, x: Array, lag: int = 1) -> AdfResult | None:
     y = np.asarray(y, dtype=np.float64)
     x = np.asarray(x, dtype=np.float64)
     _check_lag(y.shape[0], lag, 0)
-    design = np.column_stack([x, np.ones_like(x)])
-    params, _, rank, _ = np.linalg.lstsq(design, y, rcond=None)
-    if rank < 2:
+    # the first stage on centred data: the same residuals as OLS on [x, 1], without
+    # the conditioning loss of a constant column next to prices near 60,000
+    xc = x - x.mean()
+    yc = y - y.mean()
+    sxx = float(xc @ xc)
+    if sxx <= 0.0:
         return None
-    resid = y - design @ params
-    centred = y - y.mean()
-    rsquared = 1.0 - float(resid @ resid) / float(centred @ centred)
+    resid = yc - (float(xc @ yc) / sxx) * xc
+    rsquared = 1.0 - float(resid @ resid) / float(yc @ yc)
     if not rsquared < 1.0 - 100.0 * math.sqrt(np.finfo(float).eps):
         return None
     stat, nobs = _adf_stat(resid, lag, constant=False)
@@ -163,7 +165,9 @@ def ols_hac(y: Array, x: Array, maxlags: int | None = None) -> HacFit | None:
     x = np.asarray(x, dtype=np.float64)
     n = y.shape[0]
     lags = newey_west_lags(n) if maxlags is None else maxlags
-    design = np.column_stack([np.ones(n), x])
+    # centred x: the same slope, residuals and slope variance, better conditioned
+    x_mean = float(x.mean())
+    design = np.column_stack([np.ones(n), x - x_mean])
     params, _, rank, _ = np.linalg.lstsq(design, y, rcond=None)
     if rank < 2:
         return None
@@ -177,4 +181,5 @@ def ols_hac(y: Array, x: Array, maxlags: int | None = None) -> HacFit | None:
     cov = bread @ meat @ bread
     se = math.sqrt(float(cov[1, 1]))
     beta = float(params[1])
-    return HacFit(beta, float(params[0]), se, beta - Z_975 * se, beta + Z_975 * se, lags)
+    alpha = float(params[0]) - beta * x_mean
+    return HacFit(beta, alpha, se, beta - Z_975 * se, beta + Z_975 * se, lags)

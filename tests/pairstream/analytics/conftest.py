@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,6 +114,11 @@ def synthetic_bars(
         )
 
     return BarPair(table(y), table(x), 60_000, beta, alpha)
+
+
+@pytest.fixture(scope="session")
+def make_synthetic_pair() -> Callable[..., BarPair]:
+    return synthetic_bars
 
 
 @pytest.fixture(scope="session")
