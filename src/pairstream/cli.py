@@ -345,6 +345,119 @@ def resampler(
     run_until_signalled(run_resampler(settings))
 
 
+@app.command()
+def analytics(
+    pairs: Annotated[
+        str | None, typer.Option(help="Pairs `Y-X`, comma-separated (BTCUSDT-ETHUSDT,…).")
+    ] = None,
+    symbols: Annotated[
+        str | None, typer.Option(help="Analyse every pair of these symbols (comma-separated).")
+    ] = None,
+    timeframes: Annotated[
+        str | None, typer.Option(help="Bar timeframes (default: every bars topic).")
+    ] = None,
+    methods: Annotated[str | None, typer.Option(help="Hedge methods: ols,huber,kalman.")] = None,
+    group_id: Annotated[str | None, typer.Option(help="Consumer group of the workers.")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Prometheus port (0 = off).")] = None,
+) -> None:
+    """Per-pair hedge ratio, spread, z-score and stats from final bars (ANALYTICS_*).
+
+    Start several for more pairs: pairs spread over the workers by partition.
+    """
+    from pydantic import ValidationError
+
+    from pairstream_analytics.config import AnalyticsSettings
+    from pairstream_analytics.main import run_analytics
+
+    given: dict[str, object] = {
+        "pairs": pairs,
+        "symbols": symbols,
+        "timeframes": timeframes,
+        "methods": methods,
+        "group_id": group_id,
+        "metrics_port": metrics_port,
+    }
+    if symbols is not None and pairs is None:
+        given["pairs"] = ""  # --symbols alone: every pair of them, not ANALYTICS_PAIRS
+    try:
+        settings = AnalyticsSettings(**{k: v for k, v in given.items() if v is not None})  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise _fail(ValueError(str(error))) from error
+    run_until_signalled(run_analytics(settings))
+
+
+def _read_bars(path: Path) -> Any:
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path)
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise _fail(ValueError(f"{path}: cannot read a bar CSV ({error})")) from error
+
+
+@app.command()
+def analyze(
+    bars: Annotated[
+        list[Path],
+        typer.Option(
+            "--bars",
+            help="Bar CSV of a leg (DESIGN §3 columns, at least start, close, volume, "
+            "quote_volume, buy_volume); give Y first, then X.",
+        ),
+    ],
+    method: Annotated[
+        list[str] | None, typer.Option(help="ols, huber or kalman (repeatable; default all).")
+    ] = None,
+    window: Annotated[
+        int | None, typer.Option(min=3, help="Hedge and stats window in bars.")
+    ] = None,
+    tf: Annotated[
+        str | None, typer.Option(help="Timeframe (default: the CSVs' `tf` column).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write the metrics here (CSV); default: stdout.")
+    ] = None,
+) -> None:
+    """Run the analytics core over two bar CSVs: every metric per bar start and method.
+
+    Windows, thresholds and the Kalman parameters come from ANALYTICS_* like the
+    workers', so the output equals what the stream emits for the same bars.
+    """
+    from pydantic import ValidationError
+
+    from pairstream.analytics.batch import analyze as run_analyze
+    from pairstream.messages import timeframe_ms
+    from pairstream_analytics.config import AnalyticsSettings
+
+    if len(bars) != 2:
+        raise typer.BadParameter("give exactly two bar files: Y, then X", param_hint="--bars")
+    frames = [_read_bars(path) for path in bars]
+    if tf is None:
+        found = {str(v) for frame in frames if "tf" in frame for v in frame["tf"].unique()}
+        if len(found) != 1:
+            raise typer.BadParameter(
+                f"cannot tell the timeframe from the files (tf values: {sorted(found) or 'none'})",
+                param_hint="--tf",
+            )
+        tf = found.pop()
+    overrides: dict[str, object] = {}
+    if window is not None:
+        overrides |= {"hedge_window": window, "stats_window": window}
+    if method:
+        overrides["methods"] = ",".join(method)
+    try:
+        settings = AnalyticsSettings(**overrides)  # type: ignore[arg-type]
+        tf_ms = timeframe_ms(tf)
+        table = run_analyze(frames[0], frames[1], tf_ms, settings.pair_config(), settings.methods)
+    except (ValidationError, ValueError) as error:
+        raise _fail(ValueError(str(error))) from error
+    if out is None:
+        print(table.to_csv(index=False, float_format="%.17g"), end="")
+    else:
+        table.to_csv(out, index=False, float_format="%.17g")
+        err.print(f"{len(table):,} rows ({table['ts'].nunique():,} bars) → {out}")
+
+
 @contextlib.contextmanager
 def _bench_infra() -> Iterator[None]:
     """Embedded infrastructure for a bench when none is configured; stopped afterwards."""

@@ -223,8 +223,14 @@ class Bar(Message, frozen=True, kw_only=True):
 class SpreadUpdate(Message, frozen=True, kw_only=True):
     """Topic ``analytics.spread`` (key = pair): ``spread = Y - (intercept + hedge_ratio * X)``.
 
-    ``ts`` is the start of the bar the value belongs to; ``price_transform`` says
-    whether the regression ran on prices or log prices.
+    ``ts`` is the **start** of the bar the values belong to (both legs' bars
+    start there; a leg without a bar in that interval carries its previous
+    close). ``method``: ``ols``/``huber`` fit over the last ``window`` bars
+    including this one, ``kalman`` is the filtered state after this bar (then
+    ``forecast_error`` is the one-step prediction error ``Y − (α⁻ + β⁻·X)`` with
+    the state before the bar, ``forecast_variance`` its variance).
+    ``price_transform`` says whether the legs entered as prices or log prices.
+    Emitted once per final bar; re-emitted (same key) if a bar is revised.
     """
 
     pair: Pair
@@ -232,14 +238,24 @@ class SpreadUpdate(Message, frozen=True, kw_only=True):
     ts: EpochMs
     method: HedgeMethod
     price_transform: PriceTransform = "price"
+    window: Annotated[int, msgspec.Meta(ge=0)] | None = None
     hedge_ratio: float
     intercept: float
     spread: float
+    forecast_error: float | None = None
+    forecast_variance: NonNegativeFloat | None = None
     ts_event: EpochMs
     ts_init: EpochMs
 
     def __post_init__(self) -> None:
-        _finite("", hedge_ratio=self.hedge_ratio, intercept=self.intercept, spread=self.spread)
+        _finite(
+            "",
+            hedge_ratio=self.hedge_ratio,
+            intercept=self.intercept,
+            spread=self.spread,
+            forecast_error=self.forecast_error,
+            forecast_variance=self.forecast_variance,
+        )
 
     @property
     def key(self) -> str:
@@ -249,8 +265,13 @@ class SpreadUpdate(Message, frozen=True, kw_only=True):
 class ZScoreUpdate(Message, frozen=True, kw_only=True):
     """Topic ``analytics.zscore`` (key = pair): ``zscore = (spread - mean) / std``.
 
-    ``mean`` and ``std`` (sample, ddof=1) are over the last ``window`` spreads;
-    ``zscore`` is null while ``std`` is zero.
+    The series standardised is the **spreads as emitted bar by bar** on
+    ``analytics.spread`` (each with its own bar's hedge) for the same method:
+    ``mean`` and ``std`` (sample, ddof=1) are over the last ``window`` of them,
+    this bar's included. ``zscore`` is null while ``std`` is zero. ``position``
+    is the signal state after this bar (entry at ``|z| ≥ entry_z``: short the
+    spread above, long below; exit when z comes back within ``exit_z`` of 0 on
+    the other side); ``signal`` is set on the bar where the position changes.
     """
 
     pair: Pair
@@ -262,6 +283,10 @@ class ZScoreUpdate(Message, frozen=True, kw_only=True):
     mean: float
     std: NonNegativeFloat
     zscore: float | None
+    position: Literal["long", "short", "flat"] = "flat"
+    signal: Literal["long", "short", "exit"] | None = None
+    entry_z: PositiveFloat | None = None
+    exit_z: NonNegativeFloat | None = None
     ts_event: EpochMs
     ts_init: EpochMs
 
@@ -276,18 +301,51 @@ class ZScoreUpdate(Message, frozen=True, kw_only=True):
 
 
 class StatsUpdate(Message, frozen=True, kw_only=True):
-    """Topic ``analytics.stats`` (key = pair): stationarity and co-movement statistics.
+    """Topic ``analytics.stats`` (key = pair): co-movement and stationarity per bar and method.
 
-    Each statistic is null until its window has enough data.
+    Each statistic is null until its window has enough data. Windows are in
+    bars of ``tf``:
+
+    * ``correlation``: Pearson correlation of the legs' log returns
+      ``ln(close_t / close_{t−1})`` over the last ``flow_window`` returns;
+      ``vol_y``/``vol_x`` realized volatility ``sqrt(Σ r²)`` of the same returns
+      (not annualised); ``vwap_*`` = Σ quote volume / Σ volume and
+      ``buy_share_*`` = Σ taker-buy volume / Σ volume over ``flow_window`` bars.
+    * ``half_life`` (bars): from the OLS fit ``Δs_t = a + b·s_{t−1}`` of the last
+      ``stats_window`` emitted spreads of this method, ``−ln 2 / ln(1 + b)``,
+      null unless ``−1 < b < 0``.
+    * At a cadence (bars whose ``ts / tf`` is a multiple of ``tests_every``),
+      over the last ``stats_window`` bars: ``adf_stat``/``adf_pvalue`` —
+      ADF with a constant and fixed lag ``adf_lag`` (statsmodels ``adfuller``,
+      no autolag) on the emitted spreads; ``coint_stat``/``coint_pvalue`` —
+      Engle–Granger of Y on X (statsmodels ``coint``, same lag);
+      ``hedge_ratio_ci_low``/``high`` — 95% interval of the OLS β with
+      Newey–West (HAC) errors. In between, the last results are repeated and
+      ``tests_ts`` is the ``ts`` they were computed at.
     """
 
     pair: Pair
     tf: Timeframe
     ts: EpochMs
+    method: HedgeMethod = "ols"
     correlation: Annotated[float, msgspec.Meta(ge=-1.0, le=1.0)] | None
     adf_stat: float | None
     adf_pvalue: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None
     half_life: PositiveFloat | None
+    vol_y: NonNegativeFloat | None = None
+    vol_x: NonNegativeFloat | None = None
+    vwap_y: PositiveFloat | None = None
+    vwap_x: PositiveFloat | None = None
+    buy_share_y: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
+    buy_share_x: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
+    coint_stat: float | None = None
+    coint_pvalue: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
+    hedge_ratio_ci_low: float | None = None
+    hedge_ratio_ci_high: float | None = None
+    tests_ts: EpochMs | None = None
+    flow_window: Annotated[int, msgspec.Meta(ge=2)] | None = None
+    stats_window: Annotated[int, msgspec.Meta(ge=3)] | None = None
+    adf_lag: Annotated[int, msgspec.Meta(ge=0)] | None = None
     ts_event: EpochMs
     ts_init: EpochMs
 
@@ -298,17 +356,83 @@ class StatsUpdate(Message, frozen=True, kw_only=True):
             adf_stat=self.adf_stat,
             adf_pvalue=self.adf_pvalue,
             half_life=self.half_life,
+            vol_y=self.vol_y,
+            vol_x=self.vol_x,
+            vwap_y=self.vwap_y,
+            vwap_x=self.vwap_x,
+            coint_stat=self.coint_stat,
+            hedge_ratio_ci_low=self.hedge_ratio_ci_low,
+            hedge_ratio_ci_high=self.hedge_ratio_ci_high,
         )
         if self.correlation is not None and not -1.0 <= self.correlation <= 1.0:
             raise ValueError(f"correlation: must lie in [-1, 1], got {self.correlation}")
-        if self.adf_pvalue is not None and not 0.0 <= self.adf_pvalue <= 1.0:
-            raise ValueError(f"adf_pvalue: must lie in [0, 1], got {self.adf_pvalue}")
+        for name in ("adf_pvalue", "coint_pvalue", "buy_share_y", "buy_share_x"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name}: must lie in [0, 1], got {value}")
         if self.half_life is not None and self.half_life <= 0:
             raise ValueError(f"half_life: must be > 0, got {self.half_life}")
 
     @property
     def key(self) -> str:
         return self.pair
+
+
+class PairBar(Message, frozen=True, kw_only=True):
+    """Topic ``analytics.bars`` (key = pair): a final bar routed to a pair it is a leg of.
+
+    Internal to the analytics workers (bars are keyed by symbol, a pair needs
+    both legs in one place); ``leg`` is ``y`` for the first symbol of the pair.
+    """
+
+    pair: Pair
+    leg: Literal["y", "x"]
+    bar: Bar
+
+    def __post_init__(self) -> None:
+        y, x = self.pair.split("-")
+        if self.bar.symbol != (y if self.leg == "y" else x):
+            raise ValueError(f"bar: symbol {self.bar.symbol} is not leg {self.leg} of {self.pair}")
+
+    @property
+    def key(self) -> str:
+        return self.pair
+
+
+class ScanEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One candidate pair ``y-x`` of a :class:`ScanUpdate`."""
+
+    y: Symbol
+    x: Symbol
+    nobs: Annotated[int, msgspec.Meta(ge=0)]
+    correlation: Annotated[float, msgspec.Meta(ge=-1.0, le=1.0)] | None
+    hedge_ratio: float | None
+    coint_stat: float | None
+    coint_pvalue: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None
+
+
+class ScanUpdate(Message, frozen=True, kw_only=True):
+    """Topic ``analytics.scan`` (key = tf): correlation and cointegration across all symbols.
+
+    Over the last ``window`` bars of ``tf`` up to ``ts`` (the newest bar start
+    every symbol has reached), for each unordered pair of ``symbols`` (the
+    alphabetically first is ``y``): Pearson correlation of log returns, OLS
+    hedge ratio of y on x with a constant, and Engle–Granger (statsmodels
+    ``coint``, lag ``adf_lag``). Symbols missing bars carry their previous close.
+    """
+
+    tf: Timeframe
+    ts: EpochMs
+    window: Annotated[int, msgspec.Meta(ge=3)]
+    adf_lag: Annotated[int, msgspec.Meta(ge=0)]
+    symbols: list[Symbol]
+    entries: list[ScanEntry]
+    ts_event: EpochMs
+    ts_init: EpochMs
+
+    @property
+    def key(self) -> str:
+        return self.tf
 
 
 # ---------------------------------------------------------------------------

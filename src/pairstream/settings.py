@@ -82,6 +82,13 @@ class TopicSettings(BaseSettings):
     stats: str = Field(
         default="analytics.stats", description="Correlation, ADF, half-life, key = pair."
     )
+    analytics_bars: str = Field(
+        default="analytics.bars",
+        description="Final bars routed to the pairs they are a leg of, key = pair (internal).",
+    )
+    scan: str = Field(
+        default="analytics.scan", description="Correlation/cointegration scan, key = tf."
+    )
     alerts: str = Field(default="alerts", description="Raised alerts, key = pair or symbol.")
     dead_letter: str = Field(
         default="dead-letter", description="Unparseable or too-late input, with the reason."

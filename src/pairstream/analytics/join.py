@@ -69,7 +69,17 @@ class PairJoiner:
         y_pending, x_pending = self._pending
         if not y_pending or not x_pending:
             return []
-        until = min(y_pending[-1][0], x_pending[-1][0])
+        return self._decide(min(y_pending[-1][0], x_pending[-1][0]))
+
+    def decide_through(self, until: int) -> list[JoinedBar]:
+        """Decide every pending ``ts`` up to ``until`` as if both legs had moved past it.
+
+        For a rebuild: ``until`` must be a frontier that was reached before.
+        """
+        return self._decide(until)
+
+    def _decide(self, until: int) -> list[JoinedBar]:
+        y_pending, x_pending = self._pending
         joined: list[JoinedBar] = []
         last = self._last
         while True:
@@ -98,6 +108,8 @@ class PairJoiner:
                     x_bar is None,
                 )
             )
+        if self._frontier is None or self._frontier < until:
+            self._frontier = until
         return joined
 
 

@@ -1,0 +1,24 @@
+"""``pairstream analytics``: wiring only (settings, metrics endpoint, worker)."""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import start_http_server
+
+from pairstream.clock import Clock, SystemClock
+
+from .config import AnalyticsSettings
+from .metrics import AnalyticsMetrics
+from .worker import AnalyticsWorker
+
+log = logging.getLogger(__name__)
+
+
+async def run_analytics(settings: AnalyticsSettings, clock: Clock | None = None) -> None:
+    """Run one worker until stopped; a failure is raised (the supervisor restarts it)."""
+    metrics = AnalyticsMetrics()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, registry=metrics.registry)
+        log.info("metrics on :%d/metrics", settings.metrics_port)
+    await AnalyticsWorker(settings, clock or SystemClock(), metrics).run()
