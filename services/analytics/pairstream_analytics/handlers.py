@@ -138,6 +138,7 @@ class PairStream:
         self.first_ts: int | None = None
         self.joined = 0
         self._revisions: OrderedDict[tuple[int, int], int] = OrderedDict()
+        self.held: list[tuple[int, int]] = []
 
     def _emit(self, joined: Iterable[JoinedBar], ts_init: int | None, out: Outputs) -> None:
         for j in joined:
@@ -202,6 +203,22 @@ class PairStream:
         for j in joined:
             emit = emit_from is not None and j.ts >= emit_from
             self._emit([j], ts_init if emit else None, out)
+
+    def hold(self, start: int, offset: int) -> None:
+        """Remember the input offset of a bar taken at ``start`` until it is decided.
+
+        Bars up to the frontier are decided (in the next checkpoint); later ones
+        wait for the other leg, and their offsets must not be committed yet.
+        """
+        frontier = self.joiner.frontier
+        if frontier is None or start > frontier:
+            self.held.append((start, offset))
+
+    def oldest_held(self) -> int | None:
+        """The smallest input offset of a bar not decided yet, if any."""
+        frontier = self.joiner.frontier
+        self.held = [(t, o) for t, o in self.held if frontier is None or t > frontier]
+        return min((o for _, o in self.held), default=None)
 
     def checkpoint(self) -> Checkpoint | None:
         """Where this pair stands, once anything was decided."""

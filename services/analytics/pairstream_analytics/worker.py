@@ -118,6 +118,7 @@ class AnalyticsWorker:
         self._router: AIOKafkaConsumer | None = None
         self._pairs: AIOKafkaConsumer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.ready = False
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -162,6 +163,7 @@ class AnalyticsWorker:
         ]
         if self.settings.scan_interval_s > 0:
             self._tasks.append(asyncio.create_task(self._scan_loop(), name="analytics-scan"))
+        self.ready = True
         log.info(
             "analytics %s: %d pairs, timeframes %s, methods %s",
             self.settings.group_id,
@@ -348,13 +350,30 @@ class AnalyticsWorker:
                     if isinstance(result, Bar):
                         self.metrics.revisions.inc()
                         result = await self._rebuild(stream, revised=result)
+                    stream.hold(bar.start, record.offset)
                     out.extend(result)
                     touched[(routed.pair, bar.tf)] = stream
             await self._publish(out)
             checkpoints = [c for s in touched.values() if (c := s.checkpoint()) is not None]
             await self._store_outputs(out, checkpoints)
             await asyncio.gather(*letters)
-            await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+            await consumer.commit(
+                {tp: self._committable(tp, records) for tp, records in batches.items()}
+            )
+
+    def _committable(self, tp: TopicPartition, records: list[Any]) -> int:
+        """The next offset to commit: never past a bar still waiting for its other leg.
+
+        A bar waiting in a join is not in any checkpoint yet; it must be read
+        again after a restart, so the commit stops at the oldest such bar.
+        """
+        offset = int(records[-1].offset) + 1
+        for key, stream in self.streams.items():
+            if self.partition_of.get(key) == tp.partition:
+                held = stream.oldest_held()
+                if held is not None:
+                    offset = min(offset, held)
+        return offset
 
     async def _store_outputs(self, out: Outputs, checkpoints: list[Checkpoint]) -> None:
         assert self._store is not None
