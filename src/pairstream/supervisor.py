@@ -40,6 +40,7 @@ def service_command(name: str, *args: str) -> list[str]:
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("ingest", service_command("ingest")),
     ServiceSpec("resampler", service_command("resampler")),
+    ServiceSpec("analytics", service_command("analytics")),
 )
 
 

@@ -19,7 +19,7 @@ import pytest
 from pairstream.codec import Codec
 from pairstream.infra.manager import port_in_use
 from pairstream.kafka import create_consumer
-from pairstream.messages import Bar, Message, TickRun
+from pairstream.messages import Bar, Message, SpreadUpdate, TickRun
 from pairstream.settings import KafkaSettings, TopicSettings
 from pairstream.testing import eventually
 
@@ -51,7 +51,7 @@ async def first_message(bootstrap: str, topic: str, codec: Codec[M]) -> M:
     return got[0]
 
 
-def test_up_runs_ingest_and_resampler_offline_and_stops_cleanly_on_sigterm(
+def test_up_runs_ingest_resampler_and_analytics_offline_and_stops_cleanly_on_sigterm(
     tmp_path: Path,
 ) -> None:
     env = {
@@ -62,6 +62,7 @@ def test_up_runs_ingest_and_resampler_offline_and_stops_cleanly_on_sigterm(
     env["PAIRSTREAM_STATE_DIR"] = str(tmp_path / "state")
     env["INGEST_METRICS_PORT"] = str(free_port())
     env["RESAMPLER_METRICS_PORT"] = str(free_port())
+    env["ANALYTICS_METRICS_PORT"] = str(free_port())
     proc = subprocess.Popen(
         [sys.executable, "-m", "pairstream", "up"],
         env=env,
@@ -86,8 +87,8 @@ def test_up_runs_ingest_and_resampler_offline_and_stops_cleanly_on_sigterm(
     ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", exports)]
     assert len(ports) == 3
     assert all(port_in_use("127.0.0.1", p) for p in ports)
-    assert "schema public (plain): applied [1, 2, 3]" in "".join(seen)
-    assert "services: ingest, resampler." in "".join(seen)
+    assert "schema public (plain): applied [1, 2, 3, 4]" in "".join(seen)
+    assert "services: ingest, resampler, analytics." in "".join(seen)
     bootstrap, topics = f"127.0.0.1:{ports[0]}", TopicSettings()
     run = asyncio.run(first_message(bootstrap, topics.ticks, Codec(topics.ticks, TickRun)))
     assert run.source == "synthetic"
@@ -95,6 +96,11 @@ def test_up_runs_ingest_and_resampler_offline_and_stops_cleanly_on_sigterm(
     bar = asyncio.run(first_message(bootstrap, topics.bars("1s"), Codec(topics.bars("1s"), Bar)))
     assert bar.symbol in ("BTCUSDT", "ETHUSDT")
     assert bar.trades >= 1
+    spread = asyncio.run(
+        first_message(bootstrap, topics.spread, Codec(topics.spread, SpreadUpdate))
+    )
+    assert spread.pair == "BTCUSDT-ETHUSDT"
+    assert spread.method == "kalman"  # the windowed methods need 300 bars first
     family = psutil.Process(proc.pid).children(recursive=True)
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)

@@ -7,7 +7,10 @@ over whole arrays.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Generator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -33,8 +36,7 @@ HUBER_T = 1.345
 MAD_NORMALISER = 0.6744897501960817
 
 
-@dataclass(frozen=True, slots=True)
-class HedgeEstimate:
+class HedgeEstimate(NamedTuple):
     """One bar's hedge: ``spread = y − (intercept + hedge_ratio·x)``.
 
     ``forecast_error`` and ``forecast_variance`` are the Kalman filter's one-step
@@ -52,26 +54,104 @@ class HedgeEstimate:
 class RollingOLS:
     """Least squares of y on x over the last ``window`` bars, O(1) per bar.
 
+    The anchored sums of :class:`~pairstream.analytics.rolling.RollingCov`
+    (deviations from the window mean at the last exact re-summation) over a ring
+    buffer, re-summed exactly every ``8·window`` bars. This runs for every pair
+    on every bar, so the state lives in the locals of a generator
+    (:func:`_rolling_ols`) rather than in attributes.
     Returns ``None`` until the window is full (or while x is constant in it).
     """
 
-    __slots__ = ("_cov", "intercept")
+    __slots__ = ("_send", "intercept", "window")
 
     def __init__(self, window: int, intercept: bool = True) -> None:
-        self._cov = RollingCov(window)
+        if window < 2:
+            raise ValueError(f"window must be >= 2, got {window}")
+        self.window = window
         self.intercept = intercept
+        loop = _rolling_ols(window, intercept)
+        next(loop)
+        self._send = loop.send
 
     def update(self, y: float, x: float) -> HedgeEstimate | None:
         """Add one bar and return the fit over the window that ends with it."""
-        cov = self._cov
-        cov.update(x, y)
-        if not cov.full:
-            return None
-        fit = cov.ols(self.intercept)
-        if fit is None:
-            return None
-        beta, alpha = fit
-        return HedgeEstimate(beta, alpha, y - (alpha + beta * x))
+        return self._send((y, x))
+
+
+def _rolling_ols(
+    window: int, intercept: bool
+) -> Generator[HedgeEstimate | None, tuple[float, float], None]:
+    xs = [0.0] * window
+    ys = [0.0] * window
+    i = n = since = 0
+    resum_every = 8 * window
+    kx = ky = sx = sy = sxx = sxy = 0.0
+    result: HedgeEstimate | None = None
+    while True:
+        y, x = yield result
+        if n == 0:
+            kx = x
+            ky = y
+        dx = x - kx
+        dy = y - ky
+        if n == window:
+            ox = xs[i] - kx
+            oy = ys[i] - ky
+            sx += dx - ox
+            sy += dy - oy
+            sxx += dx * dx - ox * ox
+            sxy += dx * dy - ox * oy
+        else:
+            n += 1
+            sx += dx
+            sy += dy
+            sxx += dx * dx
+            sxy += dx * dy
+        xs[i] = x
+        ys[i] = y
+        i += 1
+        if i == window:
+            i = 0
+        since += 1
+        if since == resum_every:
+            since = 0
+            kx, ky, sx, sy, sxx, sxy = _anchored_sums(xs, ys, n)
+        if n < window:
+            result = None
+        elif intercept:
+            cxx = sxx - sx * sx / n
+            if cxx <= 1e-24 * (sxx + n * kx * kx):  # x constant up to rounding
+                result = None
+            else:
+                beta = (sxy - sx * sy / n) / cxx
+                alpha = (ky + sy / n) - beta * (kx + sx / n)
+                result = HedgeEstimate(beta, alpha, y - (alpha + beta * x))
+        else:
+            raw_xx = sxx + 2.0 * kx * sx + n * kx * kx
+            if raw_xx <= 0.0:
+                result = None
+            else:
+                beta = (sxy + kx * sy + ky * sx + n * kx * ky) / raw_xx
+                result = HedgeEstimate(beta, 0.0, y - beta * x)
+
+
+def _anchored_sums(
+    xs: list[float], ys: list[float], n: int
+) -> tuple[float, float, float, float, float, float]:
+    """Exact re-summation about the window means: ``kx, ky, Σdx, Σdy, Σdx², Σdx·dy``."""
+    fsum = math.fsum
+    kx = fsum(xs[:n]) / n
+    ky = fsum(ys[:n]) / n
+    dx = [v - kx for v in xs[:n]]
+    dy = [v - ky for v in ys[:n]]
+    return (
+        kx,
+        ky,
+        fsum(dx),
+        fsum(dy),
+        fsum([d * d for d in dx]),
+        fsum([a * b for a, b in zip(dx, dy, strict=True)]),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -152,28 +152,31 @@ class RollingCov:
 
     def update(self, x: float, y: float) -> None:
         """Add the pair ``(x, y)``, dropping the oldest once the window is full."""
-        xs, ys = self._xs, self._ys
-        kx, ky = self._kx, self._ky
-        if not xs:
-            self._kx = kx = x
-            self._ky = ky = y
-        elif len(xs) == self.window:
-            dx = xs.popleft() - kx
-            dy = ys.popleft() - ky
-            self._sx -= dx
-            self._sy -= dy
-            self._sxx -= dx * dx
-            self._syy -= dy * dy
-            self._sxy -= dx * dy
-        xs.append(x)
-        ys.append(y)
+        xs = self._xs
+        n = len(xs)
+        if n == 0:
+            self._kx = x
+            self._ky = y
+        kx = self._kx
+        ky = self._ky
         dx = x - kx
         dy = y - ky
-        self._sx += dx
-        self._sy += dy
-        self._sxx += dx * dx
-        self._syy += dy * dy
-        self._sxy += dx * dy
+        if n == self.window:
+            ox = xs.popleft() - kx
+            oy = self._ys.popleft() - ky
+            self._sx += dx - ox
+            self._sy += dy - oy
+            self._sxx += dx * dx - ox * ox
+            self._syy += dy * dy - oy * oy
+            self._sxy += dx * dy - ox * oy
+        else:
+            self._sx += dx
+            self._sy += dy
+            self._sxx += dx * dx
+            self._syy += dy * dy
+            self._sxy += dx * dy
+        xs.append(x)
+        self._ys.append(y)
         self._since += 1
         if self._since >= self.window:
             self._resum()
@@ -218,18 +221,20 @@ class RollingCov:
         n = len(self._xs)
         if n < 2:
             return None
+        sx = self._sx
+        kx = self._kx
         if intercept:
-            cxx, _, cxy, _ = self._centred()
-            if cxx <= 1e-24 * self.sum_squares_x():  # x constant up to rounding
+            cxx = self._sxx - sx * sx / n
+            if cxx <= 1e-24 * (self._sxx + n * kx * kx):  # x constant up to rounding
                 return None
-            beta = cxy / cxx
-            alpha = (self._ky + self._sy / n) - beta * (self._kx + self._sx / n)
-            return beta, alpha
-        kx, ky = self._kx, self._ky
-        sxx = self._sxx + 2.0 * kx * self._sx + n * kx * kx
+            sy = self._sy
+            beta = (self._sxy - sx * sy / n) / cxx
+            return beta, (self._ky + sy / n) - beta * (kx + sx / n)
+        ky = self._ky
+        sxx = self._sxx + 2.0 * kx * sx + n * kx * kx
         if sxx <= 0.0:
             return None
-        sxy = self._sxy + kx * self._sy + ky * self._sx + n * kx * ky
+        sxy = self._sxy + kx * self._sy + ky * sx + n * kx * ky
         return sxy / sxx, 0.0
 
     def corr(self) -> float | None:
