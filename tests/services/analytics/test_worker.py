@@ -10,9 +10,6 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -38,7 +35,7 @@ from pairstream.messages import (
     ZScoreUpdate,
 )
 from pairstream.settings import DatabaseSettings, KafkaSettings, TopicSettings
-from pairstream.testing import eventually, unique
+from pairstream.testing import ServiceProcess, eventually, unique
 from pairstream_analytics.config import AnalyticsSettings
 from pairstream_analytics.worker import AnalyticsWorker
 
@@ -327,35 +324,6 @@ def _fields(bar: Bar) -> dict[str, Any]:
     return {f: getattr(bar, f) for f in bar.__struct_fields__}
 
 
-class WorkerProcess:
-    """``pairstream analytics`` as its own process (output kept in a file)."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.log = log
-        self._file = log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pairstream", "analytics"],
-            env=env,
-            stdout=self._file,
-            stderr=subprocess.STDOUT,
-        )
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._file.close()
-        return self.proc.returncode
-
-
 def process_env(
     kafka: KafkaSettings, topics: TopicSettings, db: DatabaseSettings, settings: AnalyticsSettings
 ) -> dict[str, str]:
@@ -394,7 +362,7 @@ async def test_a_worker_killed_mid_stream_and_restarted_changes_nothing(
     bars_topic = topic_settings.bars("1s")
     half = len(bars) // 2
     async with collecting(kafka_settings, topic_settings) as collected:
-        first = WorkerProcess(env, tmp_path / "first.log")
+        first = ServiceProcess("analytics", env, tmp_path / "first.log")
         try:
             await publish(kafka_settings, bars_topic, bars[:half])
             await eventually(lambda: _more_than(db_settings, 300), timeout=90)
@@ -402,7 +370,7 @@ async def test_a_worker_killed_mid_stream_and_restarted_changes_nothing(
         finally:
             first.stop()
         await publish(kafka_settings, bars_topic, bars[half:])
-        second = WorkerProcess(env, tmp_path / "second.log")
+        second = ServiceProcess("analytics", env, tmp_path / "second.log")
         try:
 
             async def done() -> bool:

@@ -13,9 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -32,7 +29,7 @@ from pairstream.infra.parts import PostgresPart
 from pairstream.kafka import MessageProducer, TopicRequest, create_consumer, ensure_topics
 from pairstream.messages import Bar, DeadLetter, TickRun, Trade
 from pairstream.settings import DatabaseSettings, InfraSettings, KafkaSettings, TopicSettings
-from pairstream.testing import eventually, unique
+from pairstream.testing import ServiceProcess, eventually, unique
 from pairstream_ingest.main import run_replay
 from pairstream_resampler.config import ResamplerSettings
 from pairstream_resampler.worker import ResamplerWorker
@@ -351,38 +348,6 @@ def _value(worker: ResamplerWorker, name: str) -> float:
     )
 
 
-class WorkerProcess:
-    """``pairstream resampler`` as its own process (output kept in a file)."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.log = log
-        self._file = log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pairstream", "resampler"],
-            env=env,
-            stdout=self._file,
-            stderr=subprocess.STDOUT,
-        )
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._file.close()
-        return self.proc.returncode
-
-
 def process_env(
     kafka: KafkaSettings, topics: TopicSettings, db: DatabaseSettings, settings: ResamplerSettings
 ) -> dict[str, str]:
@@ -421,7 +386,7 @@ async def test_a_worker_killed_with_sigkill_and_restarted_gives_the_same_bars(
     expected = reference_bars()
     runs = shuffled_within_lateness(small_runs(recorded_trades, seed=21), seed=22)
     env = process_env(kafka_settings, ticks_topic, db_settings, worker_settings(metrics_port=0))
-    first = WorkerProcess(env, tmp_path / "first.log")
+    first = ServiceProcess("resampler", env, tmp_path / "first.log")
     feeding = asyncio.create_task(
         produce_runs(runs + market_moves_on(recorded_trades), kafka_settings, ticks_topic, 1_500)
     )
@@ -431,7 +396,7 @@ async def test_a_worker_killed_with_sigkill_and_restarted_gives_the_same_bars(
         assert not feeding.done()
         first.kill()
         killed_with = await stored_count(db_settings)
-        second = WorkerProcess(env, tmp_path / "second.log")
+        second = ServiceProcess("resampler", env, tmp_path / "second.log")
         try:
             await feeding
             output = await final_bars_match(
@@ -459,15 +424,15 @@ async def test_a_second_worker_joining_mid_stream_changes_nothing(
     expected = reference_bars()
     runs = shuffled_within_lateness(small_runs(recorded_trades, seed=23), seed=24)
     env = process_env(kafka_settings, ticks_topic, db_settings, worker_settings(metrics_port=0))
-    first = WorkerProcess(env, tmp_path / "first.log")
+    first = ServiceProcess("resampler", env, tmp_path / "first.log")
     feeding = asyncio.create_task(
         produce_runs(runs + market_moves_on(recorded_trades), kafka_settings, ticks_topic, 1_000)
     )
-    second: WorkerProcess | None = None
+    second: ServiceProcess | None = None
     try:
         await eventually(lambda: _stored_at_least(db_settings, 100), timeout=60)
         assert not feeding.done()
-        second = WorkerProcess(env, tmp_path / "second.log")
+        second = ServiceProcess("resampler", env, tmp_path / "second.log")
         await feeding
         output = await final_bars_match(
             kafka_settings, ticks_topic, db_settings, expected, bars_equal
@@ -482,7 +447,7 @@ async def test_a_second_worker_joining_mid_stream_changes_nothing(
         assert first.stop() == 0, first.output()
 
 
-def _assigned_some(worker: WorkerProcess) -> bool:
+def _assigned_some(worker: ServiceProcess) -> bool:
     """The worker logged an assignment with at least one partition."""
     return any(
         "assigned partitions [" in line and "assigned partitions []" not in line
