@@ -96,6 +96,9 @@ def example_messages() -> dict[type[Message], Message]:
         Alert,
         Bar,
         DeadLetter,
+        PairBar,
+        ScanEntry,
+        ScanUpdate,
         SpreadUpdate,
         StatsUpdate,
         TickRun,
@@ -104,6 +107,26 @@ def example_messages() -> dict[type[Message], Message]:
     )
 
     t0 = 1_721_347_200_000  # 2024-07-19 00:00 UTC, aligned to every timeframe
+    bar = Bar(
+        symbol="BTCUSDT",
+        tf="1m",
+        start=t0,
+        open=63957.5,
+        high=63990.0,
+        low=63900.1,
+        close=63980.2,
+        volume=112.4,
+        quote_volume=7_190_000.5,
+        trades=1_204,
+        vwap=63967.0,
+        buy_volume=60.2,
+        first_trade_id=5182005737,
+        last_trade_id=5182006940,
+        revision=0,
+        final=True,
+        ts_event=t0 + 59_998,
+        ts_init=t0 + 61_002,
+    )
     return {
         TickRun: TickRun(
             market="usdm",
@@ -136,26 +159,7 @@ def example_messages() -> dict[type[Message], Message]:
                 ),
             ],
         ),
-        Bar: Bar(
-            symbol="BTCUSDT",
-            tf="1m",
-            start=t0,
-            open=63957.5,
-            high=63990.0,
-            low=63900.1,
-            close=63980.2,
-            volume=112.4,
-            quote_volume=7_190_000.5,
-            trades=1_204,
-            vwap=63967.0,
-            buy_volume=60.2,
-            first_trade_id=5182005737,
-            last_trade_id=5182006940,
-            revision=0,
-            final=True,
-            ts_event=t0 + 59_998,
-            ts_init=t0 + 61_002,
-        ),
+        Bar: bar,
         SpreadUpdate: SpreadUpdate(
             pair="BTCUSDT-ETHUSDT",
             tf="1m",
@@ -209,5 +213,26 @@ def example_messages() -> dict[type[Message], Message]:
             raw='{"e":"trade","p":"-1"}',
             original_key="BTCUSDT",
             ts_init=t0 + 61_040,
+        ),
+        PairBar: PairBar(pair="BTCUSDT-ETHUSDT", leg="y", bar=bar),
+        ScanUpdate: ScanUpdate(
+            tf="1m",
+            ts=t0,
+            window=1_000,
+            adf_lag=1,
+            symbols=["BTCUSDT", "ETHUSDT"],
+            entries=[
+                ScanEntry(
+                    y="BTCUSDT",
+                    x="ETHUSDT",
+                    nobs=1_000,
+                    correlation=0.91,
+                    hedge_ratio=18.62,
+                    coint_stat=-3.6,
+                    coint_pvalue=0.025,
+                )
+            ],
+            ts_event=t0 + 60_000,
+            ts_init=t0 + 61_050,
         ),
     }
