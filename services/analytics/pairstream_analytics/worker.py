@@ -32,7 +32,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from pairstream.clock import Clock
 from pairstream.codec import Codec, MessageDecodeError
-from pairstream.db import connection, create_pool
+from pairstream.db import DB_ERRORS, connection, create_pool, through_outages
 from pairstream.db.migrate import migrate
 from pairstream.kafka import (
     MessageProducer,
@@ -60,7 +60,6 @@ from .store import AnalyticsStore, Checkpoint
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-DB_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 SCAN_LOCK = 0x7061697273  # advisory lock key: one scanner across all workers
 
 
@@ -200,17 +199,14 @@ class AnalyticsWorker:
                 await self._pool.close()
 
     async def _through_outages(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
-        """``operation``, retried through database outages (capped full-jitter backoff)."""
+        """``operation``, retried forever through database outages (capped full-jitter backoff)."""
         backoff = Backoff(self.settings.retry_base_s, self.settings.retry_cap_s)
-        failures = 0
-        while True:
-            try:
-                return await operation()
-            except DB_ERRORS as error:
-                failures += 1
-                self.metrics.db_failures.inc()
-                log.warning("%s failed (%r); retrying", what, error)
-                await asyncio.sleep(backoff.delay(failures))
+        return await through_outages(
+            what,
+            operation,
+            backoff.delay,
+            on_failure=self.metrics.db_failures.inc,
+        )
 
     # -- router ----------------------------------------------------------------
 

@@ -44,7 +44,7 @@ from faust.types import TP, EventT, StreamT
 
 from pairstream.clock import Clock, SystemClock
 from pairstream.codec import Codec, MessageDecodeError
-from pairstream.db import connection, create_pool
+from pairstream.db import DB_ERRORS, connection, create_pool, through_outages
 from pairstream.db.migrate import migrate
 from pairstream.kafka import MessageProducer, TopicRequest, bootstrap_servers, ensure_topics
 from pairstream.messages import TickRun, Trade, dead_letter
@@ -63,7 +63,6 @@ T = TypeVar("T")
 
 SERVICE = "resampler"
 #: what a database outage looks like to asyncpg
-DB_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class Checkpoint(msgspec.Struct):
@@ -190,14 +189,11 @@ class ResamplerWorker:
     async def _through_outages(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
         """``operation``, retried forever through database outages (capped full-jitter backoff)."""
         backoff = Backoff(self.settings.retry_base_s, self.settings.retry_cap_s)
-        failures = 0
-        while True:
-            try:
-                return await operation()
-            except DB_ERRORS as error:
-                failures += 1
-                log.warning("%s failed (%r); retrying", what, error)
-                await asyncio.sleep(backoff.delay(failures))
+        return await through_outages(
+            what,
+            operation,
+            backoff.delay,
+        )
 
     async def run(self) -> None:
         """Start, then run until stopped (cancelled) or a part fails (raised)."""

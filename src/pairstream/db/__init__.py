@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -54,3 +56,35 @@ async def create_pool(settings: DatabaseSettings | None = None, **kwargs: Any) -
     )
     assert pool is not None
     return pool
+
+
+T = TypeVar("T")
+
+#: what a database outage raises (connection refused or dropped, timeouts, server errors)
+DB_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+_log = logging.getLogger(__name__)
+
+
+async def through_outages(
+    what: str,
+    operation: Callable[[], Awaitable[T]],
+    delay: Callable[[int], float],
+    on_failure: Callable[[], None] | None = None,
+) -> T:
+    """``operation``, retried forever through database outages.
+
+    ``delay(failures)`` gives the pause before the next attempt (e.g.
+    :meth:`pairstream.supervisor.Backoff.delay`); ``on_failure`` is called for
+    every failed attempt (a metric). Errors other than :data:`DB_ERRORS` propagate.
+    """
+    failures = 0
+    while True:
+        try:
+            return await operation()
+        except DB_ERRORS as error:
+            failures += 1
+            if on_failure is not None:
+                on_failure()
+            _log.warning("%s failed (%r); retrying", what, error)
+            await asyncio.sleep(delay(failures))
