@@ -7,7 +7,6 @@ over whole arrays.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -15,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from pairstream.analytics.rolling import RollingCov
+from pairstream.analytics.rolling import RollingCov, anchored_sums
 
 __all__ = [
     "HUBER_T",
@@ -115,7 +114,7 @@ def _rolling_ols(
         since += 1
         if since == resum_every:
             since = 0
-            kx, ky, sx, sy, sxx, sxy = _anchored_sums(xs, ys, n)
+            kx, ky, sx, sy, sxx, _, sxy = anchored_sums(xs, ys)  # n == window here
         if n < window:
             result = None
         elif intercept:
@@ -133,25 +132,6 @@ def _rolling_ols(
             else:
                 beta = (sxy + kx * sy + ky * sx + n * kx * ky) / raw_xx
                 result = HedgeEstimate(beta, 0.0, y - beta * x)
-
-
-def _anchored_sums(
-    xs: list[float], ys: list[float], n: int
-) -> tuple[float, float, float, float, float, float]:
-    """Exact re-summation about the window means: ``kx, ky, Σdx, Σdy, Σdx², Σdx·dy``."""
-    fsum = math.fsum
-    kx = fsum(xs[:n]) / n
-    ky = fsum(ys[:n]) / n
-    dx = [v - kx for v in xs[:n]]
-    dy = [v - ky for v in ys[:n]]
-    return (
-        kx,
-        ky,
-        fsum(dx),
-        fsum(dy),
-        fsum([d * d for d in dx]),
-        fsum([a * b for a, b in zip(dx, dy, strict=True)]),
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,32 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable
 
-__all__ = ["RollingCov", "RollingStats", "RollingSum"]
+__all__ = ["RollingCov", "RollingStats", "RollingSum", "anchored_sums"]
+
+
+def anchored_sums(
+    xs: Iterable[float], ys: Iterable[float]
+) -> tuple[float, float, float, float, float, float, float]:
+    """Exact sums of a window about its means: ``kx, ky, Σdx, Σdy, Σdx², Σdy², Σdx·dy``."""
+    x = list(xs)
+    y = list(ys)
+    n = len(x)
+    fsum = math.fsum
+    kx = fsum(x) / n
+    ky = fsum(y) / n
+    dx = [v - kx for v in x]
+    dy = [v - ky for v in y]
+    return (
+        kx,
+        ky,
+        fsum(dx),
+        fsum(dy),
+        fsum([d * d for d in dx]),
+        fsum([d * d for d in dy]),
+        fsum([a * b for a, b in zip(dx, dy, strict=True)]),
+    )
 
 
 class RollingSum:
@@ -182,18 +206,10 @@ class RollingCov:
             self._resum()
 
     def _resum(self) -> None:
-        xs, ys = self._xs, self._ys
-        n = len(xs)
         self._since = 0
-        self._kx = kx = math.fsum(xs) / n
-        self._ky = ky = math.fsum(ys) / n
-        dxs = [x - kx for x in xs]
-        dys = [y - ky for y in ys]
-        self._sx = math.fsum(dxs)
-        self._sy = math.fsum(dys)
-        self._sxx = math.fsum(d * d for d in dxs)
-        self._syy = math.fsum(d * d for d in dys)
-        self._sxy = math.fsum(a * b for a, b in zip(dxs, dys, strict=True))
+        self._kx, self._ky, self._sx, self._sy, self._sxx, self._syy, self._sxy = anchored_sums(
+            self._xs, self._ys
+        )
 
     @property
     def count(self) -> int:
@@ -257,7 +273,3 @@ class RollingCov:
         n = len(self._xs)
         kx = self._kx
         return max(self._sxx + 2.0 * kx * self._sx + n * kx * kx, 0.0)
-
-    def values(self) -> tuple[list[float], list[float]]:
-        """The window's x and y values, oldest first (for O(window) methods)."""
-        return list(self._xs), list(self._ys)
