@@ -230,11 +230,6 @@ class PairAnalytics:
             spreads=deque(maxlen=c.stats_window),
         )
 
-    @property
-    def last_ts(self) -> int | None:
-        """Start of the last joined bar taken, if any."""
-        return self._last_ts
-
     def update(self, ts: int, y_bar: LegBar, x_bar: LegBar) -> list[PairOutput]:
         """Take the joined bar starting at ``ts``; return each method's outputs for it."""
         if self._last_ts is not None and ts <= self._last_ts:

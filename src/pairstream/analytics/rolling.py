@@ -122,11 +122,6 @@ class RollingStats:
         self._ss = math.fsum((v - k) * (v - k) for v in values)
 
     @property
-    def count(self) -> int:
-        """How many values the window holds (at most ``window``)."""
-        return len(self._values)
-
-    @property
     def full(self) -> bool:
         """Whether the window holds ``window`` values."""
         return len(self._values) == self.window
@@ -210,11 +205,6 @@ class RollingCov:
         self._kx, self._ky, self._sx, self._sy, self._sxx, self._syy, self._sxy = anchored_sums(
             self._xs, self._ys
         )
-
-    @property
-    def count(self) -> int:
-        """How many pairs the window holds (at most ``window``)."""
-        return len(self._xs)
 
     @property
     def full(self) -> bool:
