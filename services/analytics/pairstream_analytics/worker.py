@@ -130,19 +130,18 @@ class AnalyticsWorker:
         async with connection(self.db) as conn:
             await migrate(conn, self.db)
         self._store = AnalyticsStore(self._pool, self.settings.group_id)
-        wanted = {t.bars(tf) for tf in self.timeframes} | {
-            t.analytics_bars,
-            t.spread,
-            t.zscore,
-            t.stats,
-            t.scan,
-            t.dead_letter,
+        # the contract's topics this worker uses, plus bars topics of analysed timeframes
+        # that TOPIC_TIMEFRAMES does not list (not in the registry, same partition count)
+        wanted = {t.analytics_bars, t.spread, t.zscore, t.stats, t.scan, t.dead_letter}
+        requests = {
+            s.name: TopicRequest(s.name, s.partitions, t.replication_factor)
+            for s in topic_specs(t)
+            if s.name in wanted
         }
-        await ensure_topics(
-            [TopicRequest(s.name, s.partitions) for s in topic_specs(t) if s.name in wanted]
-            + [TopicRequest(name, t.bars_partitions) for name in wanted if name.startswith("bars")],
-            self.kafka,
-        )
+        for tf in self.timeframes:
+            name = t.bars(tf)
+            requests.setdefault(name, TopicRequest(name, t.bars_partitions, t.replication_factor))
+        await ensure_topics(list(requests.values()), self.kafka)
         await self.producer.start()
         group = {
             "session_timeout_ms": int(self.settings.session_timeout_s * 1000),
