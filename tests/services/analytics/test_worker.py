@@ -97,18 +97,12 @@ def interleaved(recorded_bars: Any) -> list[Bar]:
 
 async def store_bars(db: DatabaseSettings, bars: list[Bar]) -> None:
     """Migrate the test's schema and store the bars (the resampler's job)."""
-    from pairstream_resampler.store import bar_record
+    from pairstream_resampler.store import BAR_COLUMNS, bar_record
 
     async with connection(db) as conn:
         await migrate(conn, db)
-        columns = (
-            "exchange, market, symbol, tf, start, open, high, low, close, volume, quote_volume, "
-            "trades, vwap, buy_volume, first_trade_id, last_trade_id, revision, final, ts_event, "
-            "ts_init"
-        )
-        placeholders = ", ".join(f"${i}" for i in range(1, 21))
-        await conn.executemany(
-            f"INSERT INTO bars ({columns}) VALUES ({placeholders})", [bar_record(b) for b in bars]
+        await conn.copy_records_to_table(
+            "bars", records=[bar_record(b) for b in bars], columns=list(BAR_COLUMNS)
         )
 
 
