@@ -34,6 +34,7 @@ import redis.asyncio as aioredis
 
 from pairstream.infra import Endpoints, InfraManager
 from pairstream.settings import DatabaseSettings, InfraSettings, KafkaSettings, TopicSettings
+from pairstream.synthetic import cointegrated_prices
 from pairstream.testing import unique
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -204,12 +205,7 @@ def synthetic_bars(
     n: int, seed: int, beta: float = 18.5, alpha: float = 4_000.0, phi: float = 0.8
 ) -> BarPair:
     rng = np.random.default_rng(seed)
-    x = 3_000.0 + np.cumsum(rng.normal(0.0, 1.5, n))
-    u = np.zeros(n)
-    shocks = rng.normal(0.0, 12.0, n)
-    for i in range(1, n):
-        u[i] = phi * u[i - 1] + shocks[i]
-    y = alpha + beta * x + u
+    y, x = cointegrated_prices(n, rng, beta, alpha, phi)
     start = 1_700_000_000_000 + 60_000 * np.arange(n)
 
     def table(close: np.ndarray) -> pd.DataFrame:

@@ -18,6 +18,9 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
 from pairstream.messages import Trade
 
 #: default loadings ``b_k`` (F starts at 1,000): prices near today's levels
@@ -148,3 +151,24 @@ def _poisson(rng: random.Random, mean: float) -> int:
         count += 1
         product *= rng.random()
     return count
+
+
+def cointegrated_prices(
+    n: int,
+    rng: np.random.Generator,
+    beta: float = 18.5,
+    alpha: float = 4_000.0,
+    phi: float = 0.8,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Closes ``(y, x)`` of a cointegrated pair with known hedge ``y = alpha + beta·x + u``.
+
+    ``x`` is a random walk near 3,000 (steps N(0, 1.5²)); ``u`` is AR(1) with
+    coefficient ``phi`` and shocks N(0, 12²), so ``y`` sits near 60,000 with the
+    defaults. Draws ``x`` then the shocks from ``rng``.
+    """
+    x = 3_000.0 + np.cumsum(rng.normal(0.0, 1.5, n))
+    u = np.zeros(n)
+    shocks = rng.normal(0.0, 12.0, n)
+    for i in range(1, n):
+        u[i] = phi * u[i - 1] + shocks[i]
+    return alpha + beta * x + u, x

@@ -29,6 +29,7 @@ from pairstream.analytics.hedge import RollingOLS
 from pairstream.analytics.pair import LegBar, Method, PairAnalytics, PairConfig
 from pairstream.analytics.scan import align_closes, scan_pairs
 from pairstream.analytics.stationarity import adf
+from pairstream.synthetic import cointegrated_prices
 
 TARGET_UPDATE_US = 20.0
 TARGET_SPEEDUP = 100.0
@@ -60,17 +61,6 @@ class AnalyticsBench(msgspec.Struct, frozen=True, kw_only=True):
 
     def as_json(self) -> bytes:
         return msgspec.json.encode(self)
-
-
-def synthetic_pair(n: int, seed: int = 11) -> tuple[np.ndarray, np.ndarray]:
-    """A cointegrated pair: X a random walk near 3,000, Y = 4,000 + 18.5·X + AR(1) noise."""
-    rng = np.random.default_rng(seed)
-    x = 3_000.0 + np.cumsum(rng.normal(0.0, 1.5, n))
-    u = np.zeros(n)
-    shocks = rng.normal(0.0, 12.0, n)
-    for i in range(1, n):
-        u[i] = 0.8 * u[i - 1] + shocks[i]
-    return 4_000.0 + 18.5 * x + u, x
 
 
 def _best(runs: int, work: Callable[[], object]) -> float:
@@ -112,7 +102,7 @@ def bench_analytics(
     from statsmodels.tsa.stattools import adfuller
 
     config = config or PairConfig()
-    y, x = synthetic_pair(bars)
+    y, x = cointegrated_prices(bars, np.random.default_rng(11))
     no_tests = dataclasses.replace(config, tests_every=bars + 10)
     update = {
         "ols": _update_cost(y, x, no_tests, ("ols",)),
