@@ -22,6 +22,15 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from pairstream.instruments import (
+    INSTRUMENT_PATTERN,
+    PAIR_PATTERN,
+    SYMBOL_PATTERN,
+    instrument,
+    pair_legs,
+)
+from pairstream.instruments import Market as Market  # re-exported: part of the contract
+
 # ---------------------------------------------------------------------------
 # constrained scalar types (the constraints are exported into the JSON Schemas)
 # ---------------------------------------------------------------------------
@@ -31,20 +40,27 @@ PositiveFloat = Annotated[float, msgspec.Meta(gt=0.0)]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0.0)]
 TradeId = Annotated[int, msgspec.Meta(ge=0)]
 Symbol = Annotated[
-    str, msgspec.Meta(pattern=r"^[A-Z0-9]{2,30}$", description="Exchange symbol, e.g. BTCUSDT.")
+    str, msgspec.Meta(pattern=f"^{SYMBOL_PATTERN}$", description="Exchange symbol, e.g. BTCUSDT.")
+]
+Instrument = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=f"^{INSTRUMENT_PATTERN}$",
+        description="`market:SYMBOL`, market `usdm` (USD-M futures) or `spot`: usdm:BTCUSDT.",
+    ),
 ]
 Pair = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^[A-Z0-9]{2,30}-[A-Z0-9]{2,30}$",
-        description="`Y-X`: the first leg regressed on the second, e.g. BTCUSDT-ETHUSDT.",
+        pattern=f"^{PAIR_PATTERN}$",
+        description="`Y-X` of two instruments, the first leg regressed on the second, e.g. "
+        "usdm:BTCUSDT-usdm:ETHUSDT or spot:BTCUSDT-usdm:BTCUSDT.",
     ),
 ]
 Timeframe = Annotated[
     str,
     msgspec.Meta(pattern=r"^[1-9][0-9]*[smh]$", description="Whole seconds, minutes or hours."),
 ]
-Market = Literal["usdm", "spot"]
 TickSource = Literal["live", "backfill", "replay", "synthetic"]
 HedgeMethod = Literal["ols", "huber", "kalman"]
 PriceTransform = Literal["price", "log"]
@@ -79,7 +95,7 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=F
 
     @property
     def key(self) -> str:
-        """The Kafka message key: symbol, pair or subject."""
+        """The Kafka message key: instrument, pair, timeframe or subject."""
         raise NotImplementedError
 
 
@@ -122,7 +138,10 @@ class Trade(
 
 
 class TickRun(Message, frozen=True, kw_only=True):
-    """Topic ``ticks`` (key = symbol): consecutive trades of one symbol, in trade-id order."""
+    """Topic ``ticks`` (key = instrument ``market:symbol``): consecutive trades of one instrument.
+
+    Trades are in trade-id order; ids are the exchange's, per market and symbol.
+    """
 
     exchange: Annotated[str, msgspec.Meta(min_length=1)] = "binance"
     market: Market
@@ -144,8 +163,13 @@ class TickRun(Message, frozen=True, kw_only=True):
             previous = trade.last_trade_id if trade.last_trade_id is not None else trade.trade_id
 
     @property
+    def instrument(self) -> str:
+        """``market:symbol``, e.g. ``usdm:BTCUSDT``."""
+        return instrument(self.market, self.symbol)
+
+    @property
     def key(self) -> str:
-        return self.symbol
+        return self.instrument
 
 
 # ---------------------------------------------------------------------------
@@ -154,7 +178,7 @@ class TickRun(Message, frozen=True, kw_only=True):
 
 
 class Bar(Message, frozen=True, kw_only=True):
-    """Topics ``bars.<tf>`` (key = symbol): OHLCV over the event-time bucket ``[start, start+tf)``.
+    """Topics ``bars.<tf>`` (key = instrument): OHLCV over the bucket ``[start, start+tf)``.
 
     ``revision`` grows by one each time a bar is re-emitted (a late trade inside
     the allowed lateness); ``final`` is true once the watermark has passed the
@@ -163,7 +187,7 @@ class Bar(Message, frozen=True, kw_only=True):
     """
 
     exchange: Annotated[str, msgspec.Meta(min_length=1)] = "binance"
-    market: Market = "usdm"
+    market: Market
     symbol: Symbol
     tf: Timeframe
     start: EpochMs
@@ -211,8 +235,13 @@ class Bar(Message, frozen=True, kw_only=True):
             raise ValueError(f"start: {self.start} is not aligned to {self.tf}")
 
     @property
+    def instrument(self) -> str:
+        """``market:symbol``, e.g. ``usdm:BTCUSDT``."""
+        return instrument(self.market, self.symbol)
+
+    @property
     def key(self) -> str:
-        return self.symbol
+        return self.instrument
 
 
 # ---------------------------------------------------------------------------
@@ -381,8 +410,8 @@ class StatsUpdate(Message, frozen=True, kw_only=True):
 class PairBar(Message, frozen=True, kw_only=True):
     """Topic ``analytics.bars`` (key = pair): a final bar routed to a pair it is a leg of.
 
-    Internal to the analytics workers (bars are keyed by symbol, a pair needs
-    both legs in one place); ``leg`` is ``y`` for the first symbol of the pair.
+    Internal to the analytics workers (bars are keyed by instrument, a pair needs
+    both legs in one place); ``leg`` is ``y`` for the first instrument of the pair.
     """
 
     pair: Pair
@@ -390,9 +419,11 @@ class PairBar(Message, frozen=True, kw_only=True):
     bar: Bar
 
     def __post_init__(self) -> None:
-        y, x = self.pair.split("-")
-        if self.bar.symbol != (y if self.leg == "y" else x):
-            raise ValueError(f"bar: symbol {self.bar.symbol} is not leg {self.leg} of {self.pair}")
+        y, x = pair_legs(self.pair)
+        if self.bar.instrument != (y if self.leg == "y" else x):
+            raise ValueError(
+                f"bar: instrument {self.bar.instrument} is not leg {self.leg} of {self.pair}"
+            )
 
     @property
     def key(self) -> str:
@@ -402,8 +433,8 @@ class PairBar(Message, frozen=True, kw_only=True):
 class ScanEntry(msgspec.Struct, frozen=True, kw_only=True):
     """One candidate pair ``y-x`` of a :class:`ScanUpdate`."""
 
-    y: Symbol
-    x: Symbol
+    y: Instrument
+    x: Instrument
     nobs: Annotated[int, msgspec.Meta(ge=0)]
     correlation: Annotated[float, msgspec.Meta(ge=-1.0, le=1.0)] | None
     hedge_ratio: float | None
@@ -412,20 +443,20 @@ class ScanEntry(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ScanUpdate(Message, frozen=True, kw_only=True):
-    """Topic ``analytics.scan`` (key = tf): correlation and cointegration across all symbols.
+    """Topic ``analytics.scan`` (key = tf): correlation and cointegration across all instruments.
 
     Over the last ``window`` bars of ``tf`` up to ``ts`` (the newest bar start
-    every symbol has reached), for each unordered pair of ``symbols`` (the
-    alphabetically first is ``y``): Pearson correlation of log returns, OLS
+    every instrument has reached), for each unordered pair of ``instruments``
+    (the alphabetically first is ``y``): Pearson correlation of log returns, OLS
     hedge ratio of y on x with a constant, and Engle–Granger (statsmodels
-    ``coint``, lag ``adf_lag``). Symbols missing bars carry their previous close.
+    ``coint``, lag ``adf_lag``). Instruments missing bars carry their previous close.
     """
 
     tf: Timeframe
     ts: EpochMs
     window: Annotated[int, msgspec.Meta(ge=3)]
     adf_lag: Annotated[int, msgspec.Meta(ge=0)]
-    symbols: list[Symbol]
+    instruments: list[Instrument]
     entries: list[ScanEntry]
     ts_event: EpochMs
     ts_init: EpochMs
@@ -441,7 +472,7 @@ class ScanUpdate(Message, frozen=True, kw_only=True):
 
 
 class Alert(Message, frozen=True, kw_only=True):
-    """Topic ``alerts`` (key = subject: a pair or a symbol)."""
+    """Topic ``alerts`` (key = subject: a pair or an instrument)."""
 
     alert_id: Annotated[str, msgspec.Meta(min_length=1)]
     rule_id: Annotated[str, msgspec.Meta(min_length=1)]

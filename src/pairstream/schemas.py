@@ -10,7 +10,7 @@ import msgspec
 import orjson
 
 from pairstream.settings import TopicSettings
-from pairstream.topics import TopicSpec, topic_specs
+from pairstream.topics import CONTRACT_VERSION, TopicSpec, topic_specs
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -47,7 +47,8 @@ def topic_schema(spec: TopicSpec) -> dict[str, Any]:
     root = dict(components.pop(name))
     schema: dict[str, Any] = {
         "$schema": DRAFT,
-        "$id": f"urn:pairstream:topic:{spec.name}",
+        "$id": f"urn:pairstream:topic:{spec.name}:v{CONTRACT_VERSION}",
+        "x-contract-version": CONTRACT_VERSION,
         "title": f"{spec.name} ({spec.message.__name__})",
         "description": f"{root.pop('description', spec.description)}\n\nMessage key: {spec.key}.",
         **{k: v for k, v in root.items() if k != "title"},
@@ -82,7 +83,12 @@ def write_schemas(out_dir: Path, settings: TopicSettings | None = None) -> list[
     index_path = out_dir / "index.json"
     index_path.write_bytes(
         orjson.dumps(
-            {"format": "pairstream-topic-index/1", "topics": index}, option=orjson.OPT_INDENT_2
+            {
+                "format": "pairstream-topic-index/1",
+                "contract_version": CONTRACT_VERSION,
+                "topics": index,
+            },
+            option=orjson.OPT_INDENT_2,
         )
         + b"\n"
     )

@@ -221,6 +221,23 @@ class LogSettings(BaseSettings):
     )
 
 
+class MarketSettings(BaseSettings):
+    """How bare symbols are read (prefix ``MARKET_``)."""
+
+    model_config = _config("MARKET_")
+
+    default: Literal["usdm", "spot"] = Field(
+        default="usdm",
+        description="Market of a bare symbol (`BTCUSDT` = `usdm:BTCUSDT`) in settings, flags and "
+        "pair names; instruments are written `usdm:BTCUSDT` / `spot:BTCUSDT`.",
+    )
+
+
+def default_market() -> str:
+    """The market a bare symbol means (``MARKET_DEFAULT``)."""
+    return MarketSettings().default
+
+
 class ServiceSettings(BaseSettings):
     """Base for per-service settings; a service sets its own ``env_prefix``."""
 
@@ -239,6 +256,7 @@ SETTINGS_GROUPS: tuple[type[BaseSettings], ...] = (
     RedisSettings,
     InfraSettings,
     LogSettings,
+    MarketSettings,
 )
 
 

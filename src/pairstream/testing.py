@@ -108,6 +108,7 @@ def example_messages() -> dict[type[Message], Message]:
 
     t0 = 1_721_347_200_000  # 2024-07-19 00:00 UTC, aligned to every timeframe
     bar = Bar(
+        market="usdm",
         symbol="BTCUSDT",
         tf="1m",
         start=t0,
@@ -161,7 +162,7 @@ def example_messages() -> dict[type[Message], Message]:
         ),
         Bar: bar,
         SpreadUpdate: SpreadUpdate(
-            pair="BTCUSDT-ETHUSDT",
+            pair="usdm:BTCUSDT-usdm:ETHUSDT",
             tf="1m",
             ts=t0,
             method="ols",
@@ -172,7 +173,7 @@ def example_messages() -> dict[type[Message], Message]:
             ts_init=t0 + 61_010,
         ),
         ZScoreUpdate: ZScoreUpdate(
-            pair="BTCUSDT-ETHUSDT",
+            pair="usdm:BTCUSDT-usdm:ETHUSDT",
             tf="1m",
             ts=t0,
             window=60,
@@ -184,7 +185,7 @@ def example_messages() -> dict[type[Message], Message]:
             ts_init=t0 + 61_010,
         ),
         StatsUpdate: StatsUpdate(
-            pair="BTCUSDT-ETHUSDT",
+            pair="usdm:BTCUSDT-usdm:ETHUSDT",
             tf="1m",
             ts=t0,
             correlation=0.93,
@@ -199,7 +200,7 @@ def example_messages() -> dict[type[Message], Message]:
             rule_id="z-entry",
             severity="warning",
             kind="zscore",
-            subject="BTCUSDT-ETHUSDT",
+            subject="usdm:BTCUSDT-usdm:ETHUSDT",
             value=-2.31,
             threshold=-2.0,
             ts_event=t0 + 59_998,
@@ -211,20 +212,20 @@ def example_messages() -> dict[type[Message], Message]:
             service="ingest",
             reason="price: must be a finite number > 0",
             raw='{"e":"trade","p":"-1"}',
-            original_key="BTCUSDT",
+            original_key="usdm:BTCUSDT",
             ts_init=t0 + 61_040,
         ),
-        PairBar: PairBar(pair="BTCUSDT-ETHUSDT", leg="y", bar=bar),
+        PairBar: PairBar(pair="usdm:BTCUSDT-usdm:ETHUSDT", leg="y", bar=bar),
         ScanUpdate: ScanUpdate(
             tf="1m",
             ts=t0,
             window=1_000,
             adf_lag=1,
-            symbols=["BTCUSDT", "ETHUSDT"],
+            instruments=["usdm:BTCUSDT", "usdm:ETHUSDT"],
             entries=[
                 ScanEntry(
-                    y="BTCUSDT",
-                    x="ETHUSDT",
+                    y="usdm:BTCUSDT",
+                    x="usdm:ETHUSDT",
                     nobs=1_000,
                     correlation=0.91,
                     hedge_ratio=18.62,

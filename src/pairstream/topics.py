@@ -18,6 +18,11 @@ from pairstream.messages import (
 )
 from pairstream.settings import TopicSettings
 
+#: Version of the topic contract (message schemas and keys), written by ``pairstream schemas``.
+#: 2: instruments ``market:SYMBOL`` as keys and pair legs; ``ScanUpdate.instruments``;
+#: ``Bar.market`` required.
+CONTRACT_VERSION = 2
+
 
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
@@ -38,18 +43,18 @@ def topic_specs(settings: TopicSettings | None = None) -> list[TopicSpec]:
         TopicSpec(
             s.ticks,
             TickRun,
-            "symbol",
+            "instrument (market:symbol)",
             s.ticks_partitions,
-            "Runs of consecutive trades of one symbol, in trade-id order.",
+            "Runs of consecutive trades of one instrument, in trade-id order.",
         )
     ]
     specs += [
         TopicSpec(
             s.bars(tf),
             Bar,
-            "symbol",
+            "instrument (market:symbol)",
             s.bars_partitions,
-            f"{tf} OHLCV bars by event time; the latest revision per (symbol, start) wins.",
+            f"{tf} OHLCV bars by event time; the latest revision per (instrument, start) wins.",
             timeframe=tf,
         )
         for tf in s.timeframes
@@ -88,14 +93,14 @@ def topic_specs(settings: TopicSettings | None = None) -> list[TopicSpec]:
             ScanUpdate,
             "tf",
             1,
-            "Correlation and cointegration matrix across all configured symbols.",
+            "Correlation and cointegration matrix across all configured instruments.",
         ),
         TopicSpec(
             s.alerts,
             Alert,
             "subject",
             s.alerts_partitions,
-            "Alerts raised by rules, keyed by the pair or symbol they concern.",
+            "Alerts raised by rules, keyed by the pair or instrument they concern.",
         ),
         TopicSpec(
             s.dead_letter,

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import itertools
-import re
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from pairstream.analytics.pair import METHODS, Method, PairConfig
-from pairstream.settings import ServiceSettings
+from pairstream.instruments import pair_legs, pair_name, parse_instrument, parse_pair
+from pairstream.settings import ServiceSettings, default_market
 
-_PAIR = re.compile(r"^[A-Z0-9]{2,30}-[A-Z0-9]{2,30}$")
 
-
-def _split(value: object, upper: bool = False) -> object:
+def _split(value: object) -> object:
     if isinstance(value, str):
-        parts = (p.strip() for p in value.split(","))
-        return tuple(p.upper() if upper else p for p in parts if p)
+        return tuple(p for p in (p.strip() for p in value.split(",")) if p)
     return value
 
 
@@ -39,13 +36,14 @@ class AnalyticsSettings(ServiceSettings):
     )
     pairs: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(),
-        description="Pairs `Y-X`, comma-separated (`BTCUSDT-ETHUSDT`); unset = every pair of "
+        description="Pairs `Y-X` of instruments, comma-separated (`usdm:BTCUSDT-usdm:ETHUSDT`, "
+        "`spot:BTCUSDT-usdm:BTCUSDT`; a bare symbol is `MARKET_DEFAULT`); unset = every pair of "
         "`ANALYTICS_SYMBOLS`.",
     )
     symbols: Annotated[tuple[str, ...], NoDecode] = Field(
-        default=("BTCUSDT", "ETHUSDT"),
-        description="Symbols whose every pair is analysed when `ANALYTICS_PAIRS` is unset; also "
-        "the symbols of the pair scan (with the pairs' legs).",
+        default=("usdm:BTCUSDT", "usdm:ETHUSDT"),
+        description="Instruments whose every pair is analysed when `ANALYTICS_PAIRS` is unset; "
+        "also the instruments of the pair scan (with the pairs' legs).",
     )
     timeframes: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(), description="Bar timeframes analysed; unset = every bars topic."
@@ -98,23 +96,22 @@ class AnalyticsSettings(ServiceSettings):
         default=1.0, gt=0, description="Consumer group heartbeat interval."
     )
 
-    @field_validator("pairs", "symbols", mode="before")
+    @field_validator("pairs", "symbols", "timeframes", "methods", mode="before")
     @classmethod
-    def _split_upper(cls, value: object) -> object:
-        return _split(value, upper=True)
-
-    @field_validator("timeframes", "methods", mode="before")
-    @classmethod
-    def _split_plain(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         return _split(value)
 
     @field_validator("pairs")
     @classmethod
-    def _valid_pairs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for pair in value:
-            if not _PAIR.match(pair) or len(set(pair.split("-"))) != 2:
-                raise ValueError(f"pair {pair!r} is not `Y-X` with two different symbols")
-        return value
+    def _full_pairs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        market = default_market()
+        return tuple(parse_pair(pair, market) for pair in value)
+
+    @field_validator("symbols")
+    @classmethod
+    def _full_instruments(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        market = default_market()
+        return tuple(parse_instrument(name, market) for name in value)
 
     @model_validator(mode="after")
     def _core_config_is_valid(self) -> AnalyticsSettings:
@@ -129,12 +126,12 @@ class AnalyticsSettings(ServiceSettings):
         if self.pairs:
             return tuple(dict.fromkeys(self.pairs))
         symbols = tuple(dict.fromkeys(self.symbols))
-        return tuple(f"{y}-{x}" for y, x in itertools.combinations(symbols, 2))
+        return tuple(pair_name(y, x) for y, x in itertools.combinations(symbols, 2))
 
     @property
     def scan_symbols(self) -> tuple[str, ...]:
-        """Symbols of the pair scan: the configured ones and every pair's legs."""
-        legs = (leg for pair in self.pair_names for leg in pair.split("-"))
+        """Instruments of the pair scan: the configured ones and every pair's legs."""
+        legs = (leg for pair in self.pair_names for leg in pair_legs(pair))
         return tuple(sorted(set(self.symbols) | set(legs)))
 
     def pair_config(self) -> PairConfig:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from pairstream.analytics.join import JoinedBar, PairJoiner
 from pairstream.analytics.pair import LegBar, Method, PairAnalytics, PairConfig, PairOutput
+from pairstream.instruments import pair_legs
 from pairstream.messages import Bar, SpreadUpdate, StatsUpdate, ZScoreUpdate
 
 from .store import Checkpoint
@@ -132,7 +133,7 @@ class PairStream:
         self.tf_ms = tf_ms
         self.config = config
         self.methods = methods
-        self.legs = tuple(pair.split("-"))
+        self.legs = pair_legs(pair)
         self.joiner = PairJoiner()
         self.core = PairAnalytics(tf_ms, config, methods)
         self.first_ts: int | None = None

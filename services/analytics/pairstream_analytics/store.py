@@ -16,6 +16,7 @@ import asyncpg
 
 from pairstream.analytics.pair import LegBar
 from pairstream.analytics.scan import ScanRow
+from pairstream.instruments import split_instrument
 from pairstream.messages import SpreadUpdate, StatsUpdate, ZScoreUpdate
 
 
@@ -94,6 +95,18 @@ ON CONFLICT (tf, ts, y, x) DO UPDATE SET
 """
 
 
+#: bars of the instruments given as two arrays ($1 markets, $2 symbols)
+_OF_INSTRUMENTS = (
+    "JOIN unnest($1::text[], $2::text[]) AS wanted(market, symbol) USING (market, symbol)"
+)
+_INSTRUMENT = "market || ':' || symbol AS instrument"
+
+
+def _columns(instruments: Sequence[str]) -> tuple[list[str], list[str]]:
+    legs = [split_instrument(name) for name in instruments]
+    return [market for market, _ in legs], [symbol for _, symbol in legs]
+
+
 class AnalyticsStore:
     """Reads bars and checkpoints, writes outputs and checkpoints."""
 
@@ -119,22 +132,24 @@ class AnalyticsStore:
         )
 
     async def final_bars(
-        self, symbols: Sequence[str], tf: str, first: int, last: int
+        self, instruments: Sequence[str], tf: str, first: int, last: int
     ) -> list[tuple[str, int, LegBar]]:
-        """Stored final bars of ``symbols`` with ``first <= start <= last``, by start."""
+        """Stored final bars of ``instruments`` with ``first <= start <= last``, by start."""
+        markets, symbols = _columns(instruments)
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT symbol, start, close, volume, quote_volume, buy_volume FROM bars "
-                "WHERE symbol = ANY($1) AND tf = $2 AND final AND start BETWEEN $3 AND $4 "
-                "ORDER BY start, symbol",
-                list(symbols),
+                f"SELECT {_INSTRUMENT}, start, close, volume, quote_volume, buy_volume "
+                f"FROM bars {_OF_INSTRUMENTS} "
+                "WHERE tf = $3 AND final AND start BETWEEN $4 AND $5 ORDER BY start, instrument",
+                markets,
+                symbols,
                 tf,
                 ts(first),
                 ts(last),
             )
         return [
             (
-                r["symbol"],
+                r["instrument"],
                 ms(r["start"]),
                 LegBar(r["close"], r["volume"], r["quote_volume"], r["buy_volume"]),
             )
@@ -142,25 +157,28 @@ class AnalyticsStore:
         ]
 
     async def latest_closes(
-        self, symbols: Sequence[str], tf: str, tf_ms: int, window: int
+        self, instruments: Sequence[str], tf: str, tf_ms: int, window: int
     ) -> list[tuple[str, int, float]]:
         """The final closes of the last ``window`` bar intervals up to the newest stored bar."""
+        markets, symbols = _columns(instruments)
         async with self.pool.acquire() as conn:
             newest = await conn.fetchval(
-                "SELECT max(start) FROM bars WHERE symbol = ANY($1) AND tf = $2 AND final",
-                list(symbols),
+                f"SELECT max(start) FROM bars {_OF_INSTRUMENTS} WHERE tf = $3 AND final",
+                markets,
+                symbols,
                 tf,
             )
             if newest is None:
                 return []
             rows = await conn.fetch(
-                "SELECT symbol, start, close FROM bars WHERE symbol = ANY($1) AND tf = $2 "
-                "AND final AND start > $3 ORDER BY start",
-                list(symbols),
+                f"SELECT {_INSTRUMENT}, start, close FROM bars {_OF_INSTRUMENTS} "
+                "WHERE tf = $3 AND final AND start > $4 ORDER BY start",
+                markets,
+                symbols,
                 tf,
                 ts(ms(newest) - 2 * window * tf_ms),
             )
-        return [(r["symbol"], ms(r["start"]), r["close"]) for r in rows]
+        return [(r["instrument"], ms(r["start"]), r["close"]) for r in rows]
 
     async def write(
         self,

@@ -2,7 +2,7 @@
 
 Two consumer groups in one process:
 
-* **router** (group ``<group_id>-router``) reads ``bars.<tf>`` (keyed by symbol)
+* **router** (group ``<group_id>-router``) reads ``bars.<tf>`` (keyed by instrument)
   and forwards every *final* bar to ``analytics.bars`` once per configured pair
   it is a leg of, keyed by pair; offsets are committed after the broker acked
   the forwarded bars. Undecodable bars go to the dead-letter topic.
@@ -34,6 +34,7 @@ from pairstream.clock import Clock
 from pairstream.codec import Codec, MessageDecodeError
 from pairstream.db import DB_ERRORS, connection, create_pool, through_outages
 from pairstream.db.migrate import migrate
+from pairstream.instruments import pair_legs
 from pairstream.kafka import (
     MessageProducer,
     TopicRequest,
@@ -102,7 +103,7 @@ class AnalyticsWorker:
         self.pair_names = frozenset(settings.pair_names)
         self.routes: dict[str, list[tuple[str, int]]] = {}
         for pair in settings.pair_names:
-            y, x = pair.split("-")
+            y, x = pair_legs(pair)
             self.routes.setdefault(y, []).append((pair, 0))
             self.routes.setdefault(x, []).append((pair, 1))
         self.streams: dict[tuple[str, str], PairStream] = {}
@@ -242,7 +243,7 @@ class AnalyticsWorker:
                         continue
                     if not bar.final:
                         continue
-                    for pair, leg in self.routes.get(bar.symbol, ()):
+                    for pair, leg in self.routes.get(bar.instrument, ()):
                         routed = PairBar(pair=pair, leg="y" if leg == 0 else "x", bar=bar)
                         pending.append(await self.producer.send(self.topics.analytics_bars, routed))
                         self.metrics.routed.labels(tf=bar.tf).inc()
@@ -281,9 +282,9 @@ class AnalyticsWorker:
             rows = await self._through_outages(
                 "reading bars", lambda: store.final_bars(legs, stream.tf, first, frontier)
             )
-            bars = [(legs.index(symbol), start, bar) for symbol, start, bar in rows]
+            bars = [(legs.index(name), start, bar) for name, start, bar in rows]
             if revised is not None:
-                leg = legs.index(revised.symbol)
+                leg = legs.index(revised.instrument)
                 bars = [b for b in bars if (b[0], b[1]) != (leg, revised.start)]
                 bars.append((leg, revised.start, leg_bar(revised)))
                 bars.sort(key=lambda b: (b[1], b[0]))
@@ -425,8 +426,8 @@ class AnalyticsWorker:
         rows = await self._store.latest_closes(s.scan_symbols, s.scan_tf, tf_ms, s.scan_window)
         if not rows:
             return previous
-        table = pd.DataFrame(rows, columns=["symbol", "start", "close"]).pivot(
-            index="start", columns="symbol", values="close"
+        table = pd.DataFrame(rows, columns=["instrument", "start", "close"]).pivot(
+            index="start", columns="instrument", values="close"
         )
         closes = align_closes(table, s.scan_window)
         if closes.empty or len(closes.columns) < 2:
@@ -442,7 +443,7 @@ class AnalyticsWorker:
             ts=at,
             window=s.scan_window,
             adf_lag=s.adf_lag,
-            symbols=sorted(str(c) for c in closes.columns),
+            instruments=sorted(str(c) for c in closes.columns),
             entries=[
                 ScanEntry(
                     y=r.y,

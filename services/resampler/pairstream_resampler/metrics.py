@@ -13,14 +13,16 @@ class ResamplerMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.ticks = Counter("resampler_ticks", "Trades folded into bars.", ["symbol"], registry=r)
+        self.ticks = Counter(
+            "resampler_ticks", "Trades folded into bars.", ["instrument"], registry=r
+        )
         self.duplicates = Counter(
             "resampler_duplicates", "Trades dropped as already seen (by trade id).",
-            ["symbol"], registry=r,
+            ["instrument"], registry=r,
         )  # fmt: skip
         self.late = Counter(
             "resampler_late_trades", "Trades later than the allowed lateness (dead-lettered).",
-            ["symbol"], registry=r,
+            ["instrument"], registry=r,
         )  # fmt: skip
         self.dead_letters = Counter(
             "resampler_dead_letters", "Messages sent to the dead-letter topic.", ["reason"],
@@ -30,8 +32,8 @@ class ResamplerMetrics:
             "resampler_bars", "Bars published (every revision).", ["tf", "final"], registry=r
         )
         self.watermark_lag = Gauge(
-            "resampler_watermark_lag_seconds", "Wall clock minus the symbol's watermark.",
-            ["symbol"], registry=r,
+            "resampler_watermark_lag_seconds", "Wall clock minus the instrument's watermark.",
+            ["instrument"], registry=r,
         )  # fmt: skip
         self.final_delay = Histogram(
             "resampler_final_bar_delay_seconds",

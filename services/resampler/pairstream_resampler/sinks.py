@@ -80,11 +80,11 @@ class Outbox:
         return observe
 
 
-Key = tuple[str, str, int]
+Key = tuple[str, str, str, int]  # market, symbol, tf, start
 
 
 class BarBuffer:
-    """Bars waiting for the database, latest revision per ``(symbol, tf, start)``.
+    """Bars waiting for the database, latest revision per ``(market, symbol, tf, start)``.
 
     Bounded: :attr:`full` once ``max_rows`` bars are waiting or being written, and
     the agent stops consuming until a write frees room.
@@ -106,7 +106,7 @@ class BarBuffer:
         return len(self._rows) + self._writing >= self.max_rows
 
     def add(self, bar: Bar) -> None:
-        key = (bar.symbol, bar.tf, bar.start)
+        key = (bar.market, bar.symbol, bar.tf, bar.start)
         held = self._rows.get(key)
         if held is None or held.revision <= bar.revision:
             self._rows[key] = bar

@@ -1,7 +1,7 @@
 """The storage sink: bars and the resampler's checkpoints, written in one transaction.
 
 Bars are copied into a session-local staging table and upserted by
-``(symbol, tf, start)``; a row only replaces one of the same or a lower revision,
+``(market, symbol, tf, start)``; a row only replaces one of the same or a lower revision,
 so re-writing after a restart, or a stale writer after a rebalance, never moves a
 bar backwards. A checkpoint (a partition's next offset and its builder state) only
 replaces one at the same or an earlier offset.
@@ -26,8 +26,8 @@ BAR_COLUMNS = (
 _UPSERT = f"""
 INSERT INTO bars ({", ".join(BAR_COLUMNS)})
 SELECT {", ".join(BAR_COLUMNS)} FROM pairstream_bars_staging
-ON CONFLICT (symbol, tf, start) DO UPDATE SET
-    {", ".join(f"{c} = EXCLUDED.{c}" for c in (*BAR_COLUMNS[5:], "exchange", "market"))},
+ON CONFLICT (market, symbol, tf, start) DO UPDATE SET
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in (*BAR_COLUMNS[5:], "exchange"))},
     stored_at = now()
 WHERE bars.revision <= EXCLUDED.revision
 """

@@ -46,6 +46,7 @@ from pairstream.clock import Clock, SystemClock
 from pairstream.codec import Codec, MessageDecodeError
 from pairstream.db import DB_ERRORS, connection, create_pool, through_outages
 from pairstream.db.migrate import migrate
+from pairstream.instruments import instrument, split_instrument
 from pairstream.kafka import MessageProducer, TopicRequest, bootstrap_servers, ensure_topics
 from pairstream.messages import TickRun, Trade, dead_letter
 from pairstream.settings import DatabaseSettings, KafkaSettings, TopicSettings
@@ -66,7 +67,7 @@ SERVICE = "resampler"
 
 
 class Checkpoint(msgspec.Struct):
-    """The stored state of one input partition."""
+    """The stored state of one input partition, by instrument (``usdm:BTCUSDT``)."""
 
     symbols: dict[str, SymbolBars]
 
@@ -81,7 +82,7 @@ class Partition:
 
     number: int
     next_offset: int
-    symbols: dict[str, SymbolBars]
+    symbols: dict[str, SymbolBars]  # by instrument
     events: list[EventT[bytes]] = field(default_factory=list)  # processed, not yet stored
     dirty: bool = False
 
@@ -114,7 +115,7 @@ class ResamplerWorker:
         self._codec = Codec(self.topics.ticks, TickRun)
         self._parts: dict[int, Partition] = {}
         self._assigned: set[int] = set()
-        self._arrivals: dict[str, tuple[float, int]] = {}  # symbol → (monotonic, event clock)
+        self._arrivals: dict[str, tuple[float, int]] = {}  # instrument → (monotonic, clock)
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._failed: asyncio.Future[None] | None = None
@@ -264,8 +265,8 @@ class ResamplerWorker:
     def _restart_idle_timers(self, part: Partition) -> None:
         """Count the symbols' idle time from now: a pause of ours is not a quiet market."""
         now = self.clock.monotonic()
-        for symbol, state in part.symbols.items():
-            self._arrivals[symbol] = (now, state.clock)
+        for name, state in part.symbols.items():
+            self._arrivals[name] = (now, state.clock)
 
     async def _partition(self, number: int) -> Partition:
         """The state of a newly owned partition, from its checkpoint (waits for the database)."""
@@ -278,9 +279,11 @@ class ResamplerWorker:
             part = Partition(number, 0, {})
         else:
             offset, blob = stored
-            symbols = _decode(blob).symbols
-            for state in symbols.values():
+            symbols = {}
+            for name, state in _decode(blob).symbols.items():
                 state.bars = {tf: state.bars.get(tf, {}) for tf in self.builder.timeframes}
+                # checkpoints before instruments were keyed by the bare symbol
+                symbols[name if ":" in name else instrument(state.market, name)] = state
             part = Partition(number, offset, symbols)
         self._restart_idle_timers(part)
         log.info(
@@ -335,21 +338,21 @@ class ResamplerWorker:
             await self.buffer.wait_room()
 
     def _on_run(self, part: Partition, run: TickRun, now_ms: int) -> None:
-        symbol = run.symbol
-        state = part.symbols.get(symbol)
+        name = run.instrument
+        state = part.symbols.get(name)
         if state is None:
-            state = part.symbols[symbol] = self.builder.new_symbol(run.exchange, run.market)
+            state = part.symbols[name] = self.builder.new_symbol(run.exchange, run.market)
         watermark = self.builder.watermark(state)  # the one late trades are judged by
-        out = self.builder.on_trades(state, symbol, run.trades, now_ms)
+        out = self.builder.on_trades(state, run.symbol, run.trades, now_ms)
         self.trades_seen += len(run.trades)
-        self._arrivals[symbol] = (self.clock.monotonic(), state.clock)
+        self._arrivals[name] = (self.clock.monotonic(), state.clock)
         m = self.metrics
         if out.accepted:
-            m.ticks.labels(symbol).inc(out.accepted)
+            m.ticks.labels(name).inc(out.accepted)
         if out.duplicates:
-            m.duplicates.labels(symbol).inc(out.duplicates)
+            m.duplicates.labels(name).inc(out.duplicates)
         if out.late:
-            m.late.labels(symbol).inc(len(out.late))
+            m.late.labels(name).inc(len(out.late))
             self._dead_letter_trades(
                 run,
                 out.late,
@@ -364,9 +367,9 @@ class ResamplerWorker:
                 "overlap: the trade ids of this aggregate were partly counted already",
                 now_ms,
             )
-        self._publish(symbol, state, out, now_ms)
+        self._publish(name, state, out, now_ms)
 
-    def _publish(self, symbol: str, state: SymbolBars, out: Outcome, now_ms: int) -> None:
+    def _publish(self, name: str, state: SymbolBars, out: Outcome, now_ms: int) -> None:
         if not out.bars:
             return
         final_at = self.clock.monotonic()
@@ -375,7 +378,7 @@ class ResamplerWorker:
             self.buffer.add(bar)
             self.metrics.bars.labels(bar.tf, str(bar.final).lower()).inc()
         watermark = self.builder.watermark(state)
-        self.metrics.watermark_lag.labels(symbol).set(max(0.0, (now_ms - watermark) / 1000))
+        self.metrics.watermark_lag.labels(name).set(max(0.0, (now_ms - watermark) / 1000))
 
     def _dead_letter_trades(
         self, run: TickRun, trades: list[Trade], reason: str, now_ms: int
@@ -388,7 +391,7 @@ class ResamplerWorker:
             ts_ingest=run.ts_ingest,
             trades=trades,
         )
-        self._dead_letter(reason, self._codec.encode(late), run.symbol, trades[0].ts_event, now_ms)
+        self._dead_letter(reason, self._codec.encode(late), run.key, trades[0].ts_event, now_ms)
 
     def _dead_letter(
         self, reason: str, raw: bytes, key: str | None, ts_event: int | None, now_ms: int
@@ -480,15 +483,16 @@ class ResamplerWorker:
             self.metrics.consumer_lag.labels(str(part.number)).set(max(0, behind))
             if behind > 0:
                 continue
-            for symbol, state in part.symbols.items():
-                seen_at, clock = self._arrivals.get(symbol, (now, state.clock))
+            for name, state in part.symbols.items():
+                seen_at, clock = self._arrivals.get(name, (now, state.clock))
                 idle = now - seen_at
                 if idle < idle_after or clock < 0:
                     continue
+                symbol = split_instrument(name)[1]
                 out = self.builder.advance(state, symbol, clock + int(idle * 1000), now_ms)
                 if out.bars:
                     part.dirty = True
-                    self._publish(symbol, state, out, now_ms)
+                    self._publish(name, state, out, now_ms)
 
 
 def _key(key: Any) -> str | None:

@@ -33,9 +33,11 @@ def ts(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
 
-def bar_row(start_ms: int, close: float = 101.0, revision: int = 0) -> tuple[object, ...]:
+def bar_row(
+    start_ms: int, close: float = 101.0, revision: int = 0, market: str = "usdm"
+) -> tuple[object, ...]:
     return (
-        "usdm",
+        market,
         "BTCUSDT",
         "1m",
         ts(start_ms),
@@ -61,7 +63,7 @@ async def upsert_bar(conn: asyncpg.Connection, row: tuple[object, ...]) -> None:
     placeholders = ", ".join(f"${i}" for i in range(1, len(row) + 1))
     await conn.execute(
         f"INSERT INTO bars ({BAR_COLUMNS}) VALUES ({placeholders}) "
-        "ON CONFLICT (symbol, tf, start) DO UPDATE SET close = EXCLUDED.close, "
+        "ON CONFLICT (market, symbol, tf, start) DO UPDATE SET close = EXCLUDED.close, "
         "revision = EXCLUDED.revision WHERE bars.revision < EXCLUDED.revision",
         *row,
     )
@@ -92,7 +94,7 @@ async def test_migrate_creates_tables_then_is_idempotent(
     assert {"ticks_ts_event_brin", "bars_tf_start"} <= indexes
 
 
-async def test_bars_upsert_by_symbol_tf_start_keeps_the_latest_revision(
+async def test_bars_upsert_by_instrument_tf_start_keeps_the_latest_revision(
     db: asyncpg.Connection, db_settings: DatabaseSettings
 ) -> None:
     await migrate(db, db_settings)
@@ -100,12 +102,67 @@ async def test_bars_upsert_by_symbol_tf_start_keeps_the_latest_revision(
     await upsert_bar(db, bar_row(start, close=101.0, revision=1))
     await upsert_bar(db, bar_row(start, close=100.2, revision=0))  # stale revision loses
     await upsert_bar(db, bar_row(start + 60_000))
+    await upsert_bar(db, bar_row(start, close=100.9, market="spot"))  # another instrument
     rows = await db.fetch(
-        "SELECT start, close, revision FROM bars WHERE symbol = 'BTCUSDT' "
-        "AND tf = '1m' ORDER BY start"
+        "SELECT market, start, close, revision FROM bars WHERE symbol = 'BTCUSDT' "
+        "AND tf = '1m' ORDER BY market, start"
     )
-    assert [(r["close"], r["revision"]) for r in rows] == [(101.0, 1), (101.0, 0)]
-    assert rows[0]["start"] == ts(start)
+    assert [(r["market"], r["close"], r["revision"]) for r in rows] == [
+        ("spot", 100.9, 0),
+        ("usdm", 101.0, 1),
+        ("usdm", 101.0, 0),
+    ]
+    assert rows[1]["start"] == ts(start)
+    hourly = await db.fetch("SELECT market, symbol, close FROM bars_1h ORDER BY market")
+    assert [(r["market"], r["symbol"], r["close"]) for r in hourly] == [
+        ("spot", "BTCUSDT", 100.9),
+        ("usdm", "BTCUSDT", 101.0),
+    ]
+
+
+async def test_instruments_migration_names_the_market_of_rows_written_before_it(
+    db: asyncpg.Connection, db_settings: DatabaseSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pairstream.db.migrate as migrations
+
+    every = load_migrations()
+    before = [m for m in every if m.version < 5]
+    monkeypatch.setattr(migrations, "load_migrations", lambda: before)
+    await migrate(db, db_settings)
+    start = ts(1_721_347_200_000)
+    await upsert_bar_before_instruments(db, bar_row(1_721_347_200_000))
+    await db.execute(
+        "INSERT INTO analytics_checkpoints (group_id, pair, tf, first_ts, frontier, joined) "
+        "VALUES ('g', 'BTCUSDT-ETHUSDT', '1s', $1, $1, 1)",
+        start,
+    )
+    await db.execute(
+        "INSERT INTO pair_scan (tf, ts, y, x, \"window\", nobs, ts_init) "
+        "VALUES ('1m', $1, 'BTCUSDT', 'ETHUSDT', 10, 10, $1)",
+        start,
+    )
+    monkeypatch.setattr(migrations, "load_migrations", lambda: every)
+    result = await migrate(db, db_settings)
+    assert result.applied == [m.version for m in every if m.version >= 5]
+    assert await db.fetchval("SELECT pair FROM analytics_checkpoints") == (
+        "usdm:BTCUSDT-usdm:ETHUSDT"
+    )
+    assert tuple(await db.fetchrow("SELECT y, x FROM pair_scan")) == (
+        "usdm:BTCUSDT",
+        "usdm:ETHUSDT",
+    )
+    await upsert_bar(db, bar_row(1_721_347_200_000, close=99.5, market="spot"))
+    markets = await db.fetch("SELECT market, close FROM bars ORDER BY market")
+    assert [(r["market"], r["close"]) for r in markets] == [("spot", 99.5), ("usdm", 101.0)]
+
+
+async def upsert_bar_before_instruments(conn: asyncpg.Connection, row: tuple[object, ...]) -> None:
+    placeholders = ", ".join(f"${i}" for i in range(1, len(row) + 1))
+    await conn.execute(
+        f"INSERT INTO bars ({BAR_COLUMNS}) VALUES ({placeholders}) "
+        "ON CONFLICT (symbol, tf, start) DO NOTHING",
+        *row,
+    )
 
 
 @pytest.mark.parametrize("bad_close", [math.nan, math.inf, -1.0])

@@ -28,6 +28,7 @@ from pairstream.db.migrate import migrate
 from pairstream.kafka import MessageProducer, contract_topics, create_consumer, ensure_topics
 from pairstream.messages import (
     Bar,
+    Market,
     DeadLetter,
     ScanUpdate,
     SpreadUpdate,
@@ -39,7 +40,7 @@ from pairstream.testing import ServiceProcess, eventually, unique
 from pairstream_analytics.config import AnalyticsSettings
 from pairstream_analytics.worker import AnalyticsWorker
 
-PAIR = "BTCUSDT-ETHUSDT"
+PAIR = "usdm:BTCUSDT-usdm:ETHUSDT"
 WINDOWS = {
     "hedge_window": 60,
     "zscore_window": 20,
@@ -65,9 +66,10 @@ def analytics_settings(**overrides: Any) -> AnalyticsSettings:
     return AnalyticsSettings(**values)
 
 
-def bar_messages(table: pd.DataFrame, symbol: str) -> list[Bar]:
+def bar_messages(table: pd.DataFrame, symbol: str, market: Market = "usdm") -> list[Bar]:
     return [
         Bar(
+            market=market,
             symbol=symbol,
             tf="1s",
             start=int(r.start),
@@ -293,7 +295,7 @@ async def test_streamed_analytics_equal_pairstream_analyze_on_the_same_bars(
         # the pair scan over the same bars, against statsmodels
         scan = collected.scans[-1]
         (entry,) = scan.entries
-        assert (entry.y, entry.x) == ("BTCUSDT", "ETHUSDT")
+        assert (entry.y, entry.x) == ("usdm:BTCUSDT", "usdm:ETHUSDT")
         closes = (
             pd.DataFrame({"y": recorded_bars.y.set_index("start")["close"],
                           "x": recorded_bars.x.set_index("start")["close"]})
