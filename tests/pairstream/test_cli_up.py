@@ -94,14 +94,14 @@ def test_up_runs_ingest_resampler_and_analytics_offline_and_stops_cleanly_on_sig
     bootstrap, topics = f"127.0.0.1:{ports[0]}", TopicSettings()
     run = asyncio.run(first_message(bootstrap, topics.ticks, Codec(topics.ticks, TickRun)))
     assert run.source == "synthetic"
-    assert run.symbol in ("BTCUSDT", "ETHUSDT")
+    assert run.key in ("usdm:BTCUSDT", "usdm:ETHUSDT")
     bar = asyncio.run(first_message(bootstrap, topics.bars("1s"), Codec(topics.bars("1s"), Bar)))
-    assert bar.symbol in ("BTCUSDT", "ETHUSDT")
+    assert bar.key in ("usdm:BTCUSDT", "usdm:ETHUSDT")
     assert bar.trades >= 1
     spread = asyncio.run(
         first_message(bootstrap, topics.spread, Codec(topics.spread, SpreadUpdate))
     )
-    assert spread.pair == "BTCUSDT-ETHUSDT"
+    assert spread.pair == "usdm:BTCUSDT-usdm:ETHUSDT"
     assert spread.method == "kalman"  # the windowed methods need 300 bars first
     family = psutil.Process(proc.pid).children(recursive=True)
     started = time.monotonic()
