@@ -19,6 +19,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from pairstream.instruments import Market
+
 _TF_RE = re.compile(r"[1-9][0-9]*[smh]")
 
 
@@ -226,14 +228,14 @@ class MarketSettings(BaseSettings):
 
     model_config = _config("MARKET_")
 
-    default: Literal["usdm", "spot"] = Field(
+    default: Market = Field(
         default="usdm",
         description="Market of a bare symbol (`BTCUSDT` = `usdm:BTCUSDT`) in settings, flags and "
         "pair names; instruments are written `usdm:BTCUSDT` / `spot:BTCUSDT`.",
     )
 
 
-def default_market() -> str:
+def default_market() -> Market:
     """The market a bare symbol means (``MARKET_DEFAULT``)."""
     return MarketSettings().default
 

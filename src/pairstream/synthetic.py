@@ -77,11 +77,18 @@ class SyntheticMarket:
     def of(
         cls, symbols: tuple[str, ...], seed: int = 7, loadings: dict[str, float] | None = None
     ) -> SyntheticMarket:
-        """A market of ``symbols`` with the default (or given) loadings."""
+        """A market of ``symbols`` with the default (or given) loadings.
+
+        Names may be instruments (``spot:BTCUSDT``): the loading is the symbol's.
+        """
         table = {**DEFAULT_LOADINGS, **(loadings or {})}
         return cls(
             tuple(
-                SyntheticSymbol(s, table.get(s, 1.0), first_id=1_000_000 * (i + 1))
+                SyntheticSymbol(
+                    s,
+                    table.get(s, table.get(s.rpartition(":")[2], 1.0)),
+                    first_id=1_000_000 * (i + 1),
+                )
                 for i, s in enumerate(symbols)
             ),
             seed=seed,

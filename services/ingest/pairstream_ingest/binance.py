@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from pairstream.messages import Trade
+from pairstream.messages import Market, Trade
 
 
 class FrameError(ValueError):
@@ -36,7 +36,8 @@ class WsTrade(msgspec.Struct, frozen=True, tag_field="e", tag="trade"):
     p: str
     q: str
     m: bool
-    X: str | None = None
+    X: str | None = None  # futures only
+    M: bool | None = None  # spot only
 
 
 # {"e":"aggTrade","E":123456789,"s":"BTCUSDT","a":5933014,"p":"0.001","q":"100",
@@ -53,6 +54,7 @@ class WsAggTrade(msgspec.Struct, frozen=True, tag_field="e", tag="aggTrade"):
     l: int  # noqa: E741 (Binance's field name)
     T: int
     m: bool
+    M: bool | None = None  # spot only
 
 
 Payload = WsTrade | WsAggTrade
@@ -77,6 +79,8 @@ class ParsedTrade:
     trade: Trade
     exchange_time: int
     aggregate_id: int | None = None
+    #: the market the payload's fields tell (spot has `M`, futures trades `X`), if any
+    market: Market | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +104,14 @@ def _price(text: str, name: str) -> float:
     return value
 
 
+def _market_of(payload: Payload) -> Market | None:
+    if payload.M is not None:
+        return "spot"
+    if isinstance(payload, WsTrade) and payload.X is not None:
+        return "usdm"
+    return None  # a futures aggTrade looks like none of them
+
+
 def to_trade(payload: Payload) -> ParsedTrade:
     """Map a venue payload to a domain trade; raises :class:`FrameError` on bad values."""
     price = _price(payload.p, "price")
@@ -113,7 +125,7 @@ def to_trade(payload: Payload) -> ParsedTrade:
                 qty=qty,
                 is_buyer_maker=payload.m,
             )
-            return ParsedTrade(payload.s, trade, payload.E)
+            return ParsedTrade(payload.s, trade, payload.E, market=_market_of(payload))
         if payload.f > payload.l:
             raise FrameError(f"aggTrade: first trade id {payload.f} > last {payload.l}")
         trade = Trade(
@@ -125,7 +137,9 @@ def to_trade(payload: Payload) -> ParsedTrade:
             first_trade_id=payload.f,
             last_trade_id=payload.l,
         )
-        return ParsedTrade(payload.s, trade, payload.E, aggregate_id=payload.a)
+        return ParsedTrade(
+            payload.s, trade, payload.E, aggregate_id=payload.a, market=_market_of(payload)
+        )
     except ValueError as error:
         if isinstance(error, FrameError):
             raise

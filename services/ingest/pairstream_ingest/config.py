@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from pairstream.settings import ServiceSettings
+from pairstream.instruments import MARKETS, Market, instrument, parse_instrument, split_instrument
+from pairstream.settings import ServiceSettings, default_market
 
 #: Today's routed defaults (USD-M moved trade streams to ``/market`` on 2026-04-23).
 DEFAULT_WS_URL = {
@@ -32,22 +33,28 @@ class IngestSettings(ServiceSettings):
     source: Literal["binance", "replay", "synthetic"] = Field(
         default="synthetic", description="Trade source; `synthetic` works offline."
     )
-    market: Literal["usdm", "spot"] = Field(default="usdm", description="Binance market.")
+    market: Market = Field(
+        default_factory=default_market,
+        description="Market of the bare symbols in `INGEST_SYMBOLS`; unset = `MARKET_DEFAULT`.",
+    )
     stream: Literal["trade", "aggTrade"] = Field(
         default="trade", description="Binance stream: every trade, or aggregate trades."
     )
     symbols: Annotated[tuple[str, ...], NoDecode] = Field(
-        default=("BTCUSDT", "ETHUSDT"), description="Symbols, comma-separated."
+        default=("BTCUSDT", "ETHUSDT"),
+        description="Instruments, comma-separated: `usdm:BTCUSDT,spot:BTCUSDT` (one process may "
+        "take both markets); a bare symbol is of `INGEST_MARKET`.",
     )
     ws_url: str | None = Field(
         default=None,
-        description="WebSocket URL (combined-stream route); unset = today's route for the market: "
+        description="WebSocket URL (combined-stream route), or one per market "
+        "(`usdm=wss://…,spot=wss://…`); unset = today's route for the market: "
         "usdm `wss://fstream.binance.com/market/stream`, spot `wss://stream.binance.com:9443/stream`.",
     )
     rest_url: str | None = Field(
         default=None,
-        description="REST base URL for gap backfill; unset = `https://fapi.binance.com` (usdm) or "
-        "`https://api.binance.com` (spot).",
+        description="REST base URL for gap backfill, or one per market (`usdm=…,spot=…`); unset = "
+        "`https://fapi.binance.com` (usdm) or `https://api.binance.com` (spot).",
     )
     api_key: SecretStr | None = Field(
         default=None,
@@ -137,8 +144,43 @@ class IngestSettings(ServiceSettings):
     @classmethod
     def _split_symbols(cls, value: object) -> object:
         if isinstance(value, str):
-            return tuple(s.strip().upper() for s in value.split(",") if s.strip())
+            return tuple(s.strip() for s in value.split(",") if s.strip())
         return value
+
+    @model_validator(mode="after")
+    def _valid_instruments_and_urls(self) -> IngestSettings:
+        if not self.instruments:
+            raise ValueError("symbols: give at least one instrument")
+        for market in self.markets:
+            for value in (self.ws_url, self.rest_url):
+                _url_for(value, market)  # raises with the reason
+        return self
+
+    @property
+    def instruments(self) -> tuple[str, ...]:
+        """The instruments (``usdm:BTCUSDT``) of ``symbols``, in order, without repeats."""
+        return tuple(dict.fromkeys(parse_instrument(s, self.market) for s in self.symbols))
+
+    @property
+    def markets(self) -> tuple[Market, ...]:
+        """The markets of the instruments, in the order they first appear."""
+        return tuple(dict.fromkeys(split_instrument(name)[0] for name in self.instruments))
+
+    def for_market(self, market: Market) -> IngestSettings:
+        """These settings for one market: its bare symbols and its URLs."""
+        symbols = tuple(s for m, s in map(split_instrument, self.instruments) if m == market)
+        return self.model_copy(
+            update={
+                "market": market,
+                "symbols": symbols,
+                "ws_url": _url_for(self.ws_url, market),
+                "rest_url": _url_for(self.rest_url, market),
+            }
+        )
+
+    def instrument(self, symbol: str) -> str:
+        """``market:symbol`` of a bare symbol of :attr:`market`."""
+        return instrument(self.market, symbol)
 
     @field_validator("replay_paths", mode="before")
     @classmethod
@@ -161,3 +203,16 @@ class IngestSettings(ServiceSettings):
     def control_per_s(self) -> float:
         """Control messages per second actually sent."""
         return self.control_rate or 0.8 * CONTROL_LIMIT[self.market]
+
+
+def _url_for(value: str | None, market: Market) -> str | None:
+    """The URL of ``market`` in ``URL`` (every market) or ``usdm=URL,spot=URL`` (None: default)."""
+    if value is None or "=" not in value.split("://", 1)[0]:
+        return value
+    urls: dict[str, str] = {}
+    for part in value.split(","):
+        name, sep, url = part.strip().partition("=")
+        if not sep or name not in MARKETS or not url:
+            raise ValueError(f"{value!r}: expected `URL` or `usdm=URL,spot=URL`")
+        urls[name] = url
+    return urls.get(market)

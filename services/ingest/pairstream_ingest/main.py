@@ -11,6 +11,7 @@ import aiohttp
 from prometheus_client import start_http_server
 
 from pairstream.clock import Clock, SystemClock
+from pairstream.instruments import split_instrument
 from pairstream.kafka import MessageProducer, contract_topics, ensure_topics
 from pairstream.messages import Market
 from pairstream.settings import KafkaSettings, TopicSettings
@@ -20,7 +21,7 @@ from pairstream_ingest.config import IngestSettings
 from pairstream_ingest.live import Connection, connections
 from pairstream_ingest.metrics import IngestMetrics
 from pairstream_ingest.pipeline import Pipeline, ingest_kafka
-from pairstream_ingest.replay import ReplayStats, merged, replay
+from pairstream_ingest.replay import ReplayFile, ReplayStats, merged, replay
 from pairstream_ingest.sinks import TickSink
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ async def _ensure_output_topics(kafka: KafkaSettings, topics: TopicSettings) -> 
 
 
 async def run_replay(
-    paths: Sequence[Path],
+    paths: Sequence[Path | ReplayFile],
     speed: float | None,
     market: Market | None = None,
     symbols: frozenset[str] | None = None,
@@ -42,14 +43,18 @@ async def run_replay(
     clock: Clock | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ReplayStats:
-    """Replay files into the ``ticks`` topic (``speed`` ``None`` = as fast as possible)."""
+    """Replay files into the ``ticks`` topic (``speed`` ``None`` = as fast as possible).
+
+    ``market`` is the market of files that do not say theirs (see :class:`ReplayFile`).
+    """
     settings = settings or IngestSettings()
     topics = topics or TopicSettings()
     kafka = kafka or KafkaSettings()
     clock = clock or SystemClock()
-    for path in paths:
-        if not path.is_file():
-            raise FileNotFoundError(f"no such replay file: {path}")
+    files = [p if isinstance(p, ReplayFile) else ReplayFile(p) for p in paths]
+    for file in files:
+        if not file.path.is_file():
+            raise FileNotFoundError(f"no such replay file: {file.path}")
     await _ensure_output_topics(kafka, topics)
     market = market or settings.market
     async with MessageProducer(kafka) as producer:
@@ -57,7 +62,7 @@ async def run_replay(
             producer, topics, clock, market=market, max_run_trades=settings.max_run_trades
         )
         return await replay(
-            merged(paths, market),
+            merged(files, market),
             sink,
             clock,
             speed=speed,
@@ -141,29 +146,38 @@ async def run_synthetic(
     topics = topics or TopicSettings()
     clock = clock or SystemClock()
     await _ensure_output_topics(kafka, topics)
-    market = SyntheticMarket.of(settings.symbols, seed=settings.synthetic_seed)
+    market = SyntheticMarket.of(settings.instruments, seed=settings.synthetic_seed)
     speed = settings.synthetic_speed
     async with MessageProducer(kafka) as producer:
-        sink = TickSink(
-            producer, topics, clock, settings.market, settings.max_run_trades, metrics=metrics
-        )
-        pipeline = Pipeline(sink, clock, frozenset(settings.symbols), metrics)
+        pipelines: dict[str, Pipeline] = {}
+        for in_market in settings.markets:
+            one = settings.for_market(in_market)
+            sink = TickSink(
+                producer, topics, clock, one.market, one.max_run_trades, metrics=metrics
+            )
+            pipelines[in_market] = Pipeline(sink, clock, frozenset(one.symbols), metrics)
+
+        async def publish() -> None:
+            for pipeline in pipelines.values():
+                await pipeline.publish()
+
         start_ms = clock.now_ms()
         started = clock.monotonic()
         count = 0
-        for symbol, trade in trades(market, start_ms):
+        for name, trade in trades(market, start_ms):
             if limit is not None and count >= limit:
                 break
             if speed is not None:
                 wait = started + (trade.ts_event - start_ms) / 1000 / speed - clock.monotonic()
                 if wait > 0:
-                    await pipeline.publish()
+                    await publish()
                     await clock.sleep(wait)
-            pipeline.offer(symbol, trade, "synthetic")
+            of_market, symbol = split_instrument(name)
+            pipelines[of_market].offer(symbol, trade, "synthetic")
             count += 1
             if count % settings.max_run_trades == 0:
-                await pipeline.publish()
-        await pipeline.publish()
+                await publish()
+        await publish()
         return count
 
 

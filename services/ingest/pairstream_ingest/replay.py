@@ -1,7 +1,10 @@
 """Replay recorded trades: Binance WebSocket frame files and data.binance.vision CSVs.
 
 Several files are merged by event time and fed through the same validation,
-ordering, dedupe and publishing path as the live source.
+ordering, dedupe and publishing path as the live source. Files of several
+markets may be replayed together (spot and USD-M ``BTCUSDT`` are two
+instruments): a file's market is given (:class:`ReplayFile`), or read from
+each frame (spot payloads carry ``M``, futures trades ``X``), or the default.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from pairstream.clock import Clock
+from pairstream.instruments import MARKETS, instrument
 from pairstream.messages import Market, Trade
 from pairstream_ingest.binance import ControlAnswer, FrameError, decode_frame
 from pairstream_ingest.sequencer import Sequencer
@@ -39,6 +43,27 @@ class Item:
     trade: Trade | None = None
     error: str | None = None
     raw: bytes = b""
+    market: Market = "usdm"
+
+    @property
+    def instrument(self) -> str | None:
+        return None if self.symbol is None else instrument(self.market, self.symbol)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayFile:
+    """A file to replay; ``market`` ``None`` = read from the frames, else the default market."""
+
+    path: Path
+    market: Market | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ReplayFile:
+        """``PATH`` or ``MARKET:PATH`` (``spot:trades.csv``)."""
+        head, sep, rest = text.partition(":")
+        if sep and head in MARKETS:
+            return cls(Path(rest), head)
+        return cls(Path(text))
 
 
 def _open_text(path: Path) -> IO[bytes]:
@@ -53,8 +78,12 @@ def _open_text(path: Path) -> IO[bytes]:
     return path.open("rb")
 
 
-def frame_items(path: Path) -> Iterator[Item]:
-    """Items of a ``.jsonl``/``.jsonl.gz`` file of WebSocket frames (one per line)."""
+def frame_items(path: Path, market: Market = "usdm", detect: bool = True) -> Iterator[Item]:
+    """Items of a ``.jsonl``/``.jsonl.gz`` file of WebSocket frames (one per line).
+
+    With ``detect``, a frame whose fields tell its market (spot, futures) is of
+    that market; ``market`` is used for the others.
+    """
     last_ts = 0
     with _open_text(path) as f:
         for number, line in enumerate(f, 1):
@@ -64,12 +93,16 @@ def frame_items(path: Path) -> Iterator[Item]:
             try:
                 decoded = decode_frame(line)
             except FrameError as error:
-                yield Item(last_ts, f"{path.name}:{number}", None, error=error.reason, raw=line)
+                yield Item(
+                    last_ts, f"{path.name}:{number}", None, error=error.reason, raw=line,
+                    market=market,
+                )  # fmt: skip
                 continue
             if isinstance(decoded, ControlAnswer):
                 continue
             last_ts = decoded.trade.ts_event
-            yield Item(last_ts, path.name, decoded.symbol, decoded.trade)
+            found = (decoded.market if detect else None) or market
+            yield Item(last_ts, path.name, decoded.symbol, decoded.trade, market=found)
 
 
 def symbol_from_name(path: Path) -> str | None:
@@ -140,24 +173,26 @@ def csv_items(path: Path, market: Market, symbol: str | None = None) -> Iterator
                     symbol,
                     error=f"bad CSV row: {error}",
                     raw=line,
+                    market=market,
                 )
                 continue
             last_ts = trade.ts_event
-            yield Item(last_ts, path.name, symbol, trade)
+            yield Item(last_ts, path.name, symbol, trade, market=market)
 
 
-def items_of(path: Path, market: Market) -> Iterator[Item]:
+def items_of(file: ReplayFile, default_market: Market) -> Iterator[Item]:
     """Items of any supported file, by its name."""
+    path, market = file.path, file.market or default_market
     name = path.name.lower()
     if ".jsonl" in name or name.endswith(".json"):
-        return frame_items(path)
+        return frame_items(path, market, detect=file.market is None)
     if ".csv" in name or name.endswith(".zip"):
         return csv_items(path, market)
     raise ValueError(f"{path}: not a .jsonl[.gz] frame file or a .csv[.gz]/.zip trades file")
 
 
 def _order_key(item: Item) -> tuple[int, str, int]:
-    return item.ts, item.symbol or "", item.trade.trade_id if item.trade else -1
+    return item.ts, item.instrument or "", item.trade.trade_id if item.trade else -1
 
 
 def reordered(items: Iterable[Item], window: int = 10_000) -> Iterator[Item]:
@@ -175,9 +210,14 @@ def reordered(items: Iterable[Item], window: int = 10_000) -> Iterator[Item]:
         yield heapq.heappop(heap)[2]
 
 
-def merged(paths: Iterable[Path], market: Market, window: int = 10_000) -> Iterator[Item]:
+def merged(
+    files: Iterable[ReplayFile | Path], default_market: Market, window: int = 10_000
+) -> Iterator[Item]:
     """Every file's items merged by event time (each file read lazily, locally reordered)."""
-    return heapq.merge(*(reordered(items_of(p, market), window) for p in paths), key=_order_key)
+    chosen = [f if isinstance(f, ReplayFile) else ReplayFile(f) for f in files]
+    return heapq.merge(
+        *(reordered(items_of(f, default_market), window) for f in chosen), key=_order_key
+    )
 
 
 @dataclass(slots=True)
@@ -189,7 +229,7 @@ class ReplayStats:
     not_subscribed: int = 0
     duplicates: int = 0
     skipped_ids: int = 0
-    per_symbol: dict[str, int] = field(default_factory=dict)
+    per_symbol: dict[str, int] = field(default_factory=dict)  # by instrument
 
 
 async def replay(
@@ -205,10 +245,12 @@ async def replay(
     """Publish ``items`` through ``sink``; ``speed`` ``None`` = as fast as possible.
 
     With a speed, event time is replayed ``speed`` times faster than it passed;
-    whatever was read is flushed before each wait.
+    whatever was read is flushed before each wait. ``symbols`` (instruments
+    ``market:SYMBOL``) keeps only those; the others are dead-lettered.
     """
     stats = ReplayStats()
-    sequencers: dict[str, Sequencer] = {}
+    sequencers: dict[str, Sequencer] = {}  # by instrument
+    markets: dict[str, Market] = {}
     first_ts: int | None = None
     started = clock.monotonic()
     since_flush = 0
@@ -223,31 +265,31 @@ async def replay(
                 await sink.flush()
                 since_flush = 0
                 await clock.sleep(wait)
-        if item.error is not None or item.trade is None or item.symbol is None:
+        name = item.instrument
+        if item.error is not None or item.trade is None or item.symbol is None or name is None:
             stats.bad += 1
-            sink.dead_letter(
-                item.source, item.error or "unusable record", item.raw, key=item.symbol
-            )
+            sink.dead_letter(item.source, item.error or "unusable record", item.raw, key=name)
             continue
-        if symbols is not None and item.symbol not in symbols:
+        if symbols is not None and name not in symbols:
             stats.not_subscribed += 1
             sink.dead_letter(
                 item.source,
-                f"symbol {item.symbol} not subscribed",
+                f"instrument {name} not subscribed",
                 item.raw or repr(item.trade).encode(),
-                key=item.symbol,
+                key=name,
             )
             continue
-        sequencer = sequencers.get(item.symbol)
+        sequencer = sequencers.get(name)
         if sequencer is None:
-            sequencer = sequencers[item.symbol] = Sequencer(item.symbol)
-        sink.add(item.symbol, sequencer.push(item.trade, "replay"))
+            sequencer = sequencers[name] = Sequencer(item.symbol)
+            markets[name] = item.market
+        sink.add(item.symbol, sequencer.push(item.trade, "replay"), item.market)
         if sequencer.waiting > max_waiting:
             gap = sequencer.gap()
             log.warning(
-                "%s: trade ids %s missing from the replay; going on without them", item.symbol, gap
+                "%s: trade ids %s missing from the replay; going on without them", name, gap
             )
-            sink.add(item.symbol, sequencer.skip_gap())
+            sink.add(item.symbol, sequencer.skip_gap(), item.market)
         since_flush += 1
         if since_flush >= chunk:
             await sink.flush()
@@ -255,17 +297,13 @@ async def replay(
             since_flush = 0
             if progress is not None:
                 progress(stats.read)
-    for sequencer in sequencers.values():
+    for name, sequencer in sequencers.items():
         while sequencer.gap() is not None:
-            log.warning(
-                "%s: trade ids %s missing at the end of the replay",
-                sequencer.symbol,
-                sequencer.gap(),
-            )
-            sink.add(sequencer.symbol, sequencer.skip_gap())
+            log.warning("%s: trade ids %s missing at the end of the replay", name, sequencer.gap())
+            sink.add(sequencer.symbol, sequencer.skip_gap(), markets[name])
         stats.duplicates += sequencer.stats.duplicates
         stats.skipped_ids += sequencer.stats.skipped_ids
-        stats.per_symbol[sequencer.symbol] = sequencer.stats.released
+        stats.per_symbol[name] = sequencer.stats.released
     await sink.flush()
     await sink.drain()
     if progress is not None:

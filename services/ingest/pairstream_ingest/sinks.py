@@ -27,7 +27,7 @@ class _Sent:
 
 
 class TickSink:
-    """Collects released trades per symbol and publishes them as runs, in order.
+    """Collects released trades per instrument and publishes them as runs, in order.
 
     :meth:`flush` sends whatever has been collected, without waiting for more;
     :meth:`drain` waits until the broker has acknowledged everything sent. A
@@ -55,19 +55,22 @@ class TickSink:
         self.service = service
         self.metrics = metrics
         self.backoff = backoff or Backoff(base_s=0.2, cap_s=10.0)
-        self._pending: dict[str, list[tuple[TickSource, list[Trade]]]] = {}
+        self._pending: dict[tuple[Market, str], list[tuple[TickSource, list[Trade]]]] = {}
         self._letters: list[DeadLetter] = []
         self._inflight: list[_Sent] = []
         self.published_trades = 0
         self.published_runs = 0
         self.dead_letters = 0
 
-    def add(self, symbol: str, released: Iterable[Released]) -> None:
-        """Queue released trades of ``symbol`` (kept in order, grouped by source)."""
+    def add(self, symbol: str, released: Iterable[Released], market: Market | None = None) -> None:
+        """Queue released trades of ``symbol`` (kept in order, grouped by source).
+
+        ``market`` is the sink's own unless given (a replay of several markets).
+        """
         segments: list[tuple[TickSource, list[Trade]]] | None = None
         for trade, source in released:
             if segments is None:
-                segments = self._pending.setdefault(symbol, [])
+                segments = self._pending.setdefault((market or self.market, symbol), [])
             if not segments or segments[-1][0] != source:
                 segments.append((source, []))
             segments[-1][1].append(trade)
@@ -97,15 +100,15 @@ class TickSink:
             self.metrics.dead_letters.labels(key or "").inc()
 
     async def flush(self) -> None:
-        """Send every symbol's collected trades now, as runs of at most ``max_run_trades``."""
+        """Send every instrument's collected trades now, as runs of at most ``max_run_trades``."""
         pending, self._pending = self._pending, {}
         letters, self._letters = self._letters, []
         now = self.clock.now_ms()
-        for symbol, segments in pending.items():
+        for (market, symbol), segments in pending.items():
             for source, trades in segments:
                 for start in range(0, len(trades), self.max_run_trades):
                     run = TickRun(
-                        market=self.market,
+                        market=market,
                         symbol=symbol,
                         source=source,
                         ts_ingest=now,

@@ -16,8 +16,11 @@ Each class is deterministic: the same sequence of updates gives the same bits.
 from __future__ import annotations
 
 import math
+import sys
 from collections import deque
 from collections.abc import Iterable
+
+_EPS = sys.float_info.epsilon
 
 __all__ = ["RollingCov", "RollingStats", "RollingSum", "anchored_sums"]
 
@@ -231,7 +234,9 @@ class RollingCov:
         kx = self._kx
         if intercept:
             cxx = self._sxx - sx * sx / n
-            if cxx <= 1e-24 * (self._sxx + n * kx * kx):  # x constant up to rounding
+            # x constant up to rounding: what is left of Σ(x−k)² after removing (Σ(x−k))²/n
+            # is then cancellation noise of the order of ε·Σ(x−k)² (a leg carried for a window)
+            if cxx <= 64 * _EPS * self._sxx or cxx <= 1e-24 * (self._sxx + n * kx * kx):
                 return None
             sy = self._sy
             beta = (self._sxy - sx * sy / n) / cxx

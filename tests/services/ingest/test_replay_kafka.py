@@ -57,7 +57,7 @@ async def test_replaying_the_recorded_frames_publishes_each_trade_once_in_order(
     kafka_settings: KafkaSettings, topic_settings: TopicSettings
 ) -> None:
     stats = await run_replay([FRAMES], speed=None, kafka=kafka_settings, topics=topic_settings)
-    assert stats.per_symbol == {"BTCUSDT": 10_701, "ETHUSDT": 13_655}
+    assert stats.per_symbol == {"usdm:BTCUSDT": 10_701, "usdm:ETHUSDT": 13_655}
     runs = await assert_every_recorded_trade_once_in_order(topic_settings.ticks, kafka_settings)
     assert len(runs) < 24_356 / 5  # trades travel in runs, not one message each
 

@@ -137,3 +137,9 @@ def hourly_reference(recorded_trades: dict[str, list[Trade]]) -> dict[tuple[str,
         for symbol, trades in recorded_trades.items()
         for start, bar in batch_bars(trades, 3_600_000).items()
     }
+
+
+@pytest.fixture(scope="session")
+def batch() -> Callable[[Iterable[Trade], int], dict[int, RefBar]]:
+    """:func:`batch_bars`, for references built from other recordings."""
+    return batch_bars
