@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from pairstream.analytics.rolling import RollingCov, anchored_sums
+from pairstream.analytics.rolling import CONSTANT_X, RollingCov, anchored_sums
 
 __all__ = [
     "HUBER_T",
@@ -119,7 +119,7 @@ def _rolling_ols(
             result = None
         elif intercept:
             cxx = sxx - sx * sx / n
-            if cxx <= 1e-24 * (sxx + n * kx * kx):  # x constant up to rounding
+            if cxx <= CONSTANT_X * sxx or cxx <= 1e-24 * (sxx + n * kx * kx):  # x constant
                 result = None
             else:
                 beta = (sxy - sx * sy / n) / cxx

@@ -20,9 +20,11 @@ import sys
 from collections import deque
 from collections.abc import Iterable
 
-_EPS = sys.float_info.epsilon
+#: Σ(x−k)² − (Σ(x−k))²/n below this fraction of Σ(x−k)² is cancellation noise, not variance:
+#: x is one price over the window (a leg carried while its market is quiet)
+CONSTANT_X = 64 * sys.float_info.epsilon
 
-__all__ = ["RollingCov", "RollingStats", "RollingSum", "anchored_sums"]
+__all__ = ["CONSTANT_X", "RollingCov", "RollingStats", "RollingSum", "anchored_sums"]
 
 
 def anchored_sums(
@@ -234,9 +236,7 @@ class RollingCov:
         kx = self._kx
         if intercept:
             cxx = self._sxx - sx * sx / n
-            # x constant up to rounding: what is left of Σ(x−k)² after removing (Σ(x−k))²/n
-            # is then cancellation noise of the order of ε·Σ(x−k)² (a leg carried for a window)
-            if cxx <= 64 * _EPS * self._sxx or cxx <= 1e-24 * (self._sxx + n * kx * kx):
+            if cxx <= CONSTANT_X * self._sxx or cxx <= 1e-24 * (self._sxx + n * kx * kx):
                 return None
             sy = self._sy
             beta = (self._sxy - sx * sy / n) / cxx

@@ -137,7 +137,7 @@ async def test_instruments_migration_names_the_market_of_rows_written_before_it(
         start,
     )
     await db.execute(
-        "INSERT INTO pair_scan (tf, ts, y, x, \"window\", nobs, ts_init) "
+        'INSERT INTO pair_scan (tf, ts, y, x, "window", nobs, ts_init) '
         "VALUES ('1m', $1, 'BTCUSDT', 'ETHUSDT', 10, 10, $1)",
         start,
     )

@@ -239,6 +239,7 @@ async def test_spot_and_usdm_btcusdt_replayed_together_are_two_series_and_one_ba
             latest_bars(kafka_settings, topic_settings) as bars,
             analytics_outputs(kafka_settings, topic_settings) as outputs,
         ):
+
             def all_final() -> bool:
                 missing = [k for k in expected if k not in bars or not bars[k].final]
                 assert not missing, (len(missing), sorted(missing)[:5], len(bars))
@@ -274,9 +275,13 @@ async def test_spot_and_usdm_btcusdt_replayed_together_are_two_series_and_one_ba
             want = pd.read_csv(out)
             assert len(want) > 3 * 300
             spreads = outputs[topic_settings.spread]
+
             def every_spread() -> bool:
                 if worker.done():
-                    import traceback; traceback.print_exception(worker.exception()); worker.result()
+                    import traceback
+
+                    traceback.print_exception(worker.exception())
+                    worker.result()
                 assert len(spreads) >= len(want), (len(spreads), len(want))
                 return True
 
@@ -297,4 +302,3 @@ async def test_spot_and_usdm_btcusdt_replayed_together_are_two_series_and_one_ba
         worker.cancel()
         await asyncio.gather(worker, return_exceptions=True)
         await resampler.stop()
-
