@@ -28,8 +28,8 @@ from pairstream.db.migrate import migrate
 from pairstream.kafka import MessageProducer, contract_topics, create_consumer, ensure_topics
 from pairstream.messages import (
     Bar,
-    Market,
     DeadLetter,
+    Market,
     ScanUpdate,
     SpreadUpdate,
     StatsUpdate,
