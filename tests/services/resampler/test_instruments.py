@@ -275,7 +275,8 @@ async def test_spot_and_usdm_btcusdt_replayed_together_are_two_series_and_one_ba
                 await export_1s_bars(db_settings, name, files[-1])
             out = tmp_path / "analyze.csv"
             env = {**os.environ, **WINDOWS}
-            subprocess.run(
+            await asyncio.to_thread(
+                subprocess.run,
                 [sys.executable, "-m", "pairstream", "analyze", "--bars", str(files[0]),
                  "--bars", str(files[1]), "--out", str(out)],
                 env=env, check=True, capture_output=True, timeout=120,
