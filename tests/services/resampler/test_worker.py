@@ -11,6 +11,7 @@ for 20 s mid-stream.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -21,6 +22,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from pairstream.codec import Codec
 from pairstream.db import connection
@@ -404,6 +406,7 @@ async def test_a_worker_killed_with_sigkill_and_restarted_gives_the_same_bars(
             )
             assert output.dead_letters == []
             assert "resuming at offset" in second.output()
+            assert "discarding the stored checkpoint" not in second.output()  # same log
             assert killed_with < len(expected)
         finally:
             assert second.stop() == 0, second.output()
@@ -504,3 +507,72 @@ async def test_postgres_stopped_for_20s_mid_stream_loses_nothing(
             assert output.dead_letters == []
         finally:
             feeding.cancel()
+
+
+async def recreate_topics(kafka: KafkaSettings, names: list[str]) -> None:
+    """Delete ``names`` and create them again, empty, with as many partitions."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=str(kafka.bootstrap))
+    await admin.start()
+    try:
+        described = await admin.describe_topics(names)
+        counts = {t["topic"]: len(t["partitions"]) for t in described}
+        await admin.delete_topics(names)
+
+        async def gone() -> bool:
+            return not set(names) & set(await admin.list_topics())
+
+        await eventually(gone, timeout=30)
+    finally:
+        await admin.close()
+    await ensure_topics([TopicRequest(name, counts[name]) for name in names], kafka)
+
+
+async def test_a_checkpoint_of_a_recreated_ticks_topic_is_discarded_and_the_new_log_read_in_full(
+    kafka_settings: KafkaSettings,
+    ticks_topic: TopicSettings,
+    db_settings: DatabaseSettings,
+    recorded_trades: dict[str, list[Trade]],
+    reference_bars: Callable[..., dict],
+    bars_equal: Callable[..., None],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="pairstream_resampler.worker")
+    expected = reference_bars()
+    settings = worker_settings()
+    moves = market_moves_on(recorded_trades)
+    await run_replay([FRAMES], speed=None, kafka=kafka_settings, topics=ticks_topic)
+    await produce_runs(moves, kafka_settings, ticks_topic)
+    async with running(settings, kafka_settings, ticks_topic, db_settings):
+        await final_bars_match(kafka_settings, ticks_topic, db_settings, expected, bars_equal)
+    # restarted on the same log: the checkpoints are proved and used, nothing is read again
+    async with running(settings, kafka_settings, ticks_topic, db_settings) as worker:
+        await asyncio.sleep(3)
+        assert worker.trades_seen == 0
+    assert "discarding the stored checkpoint" not in caplog.text
+    # `ticks` deleted and created again under the stopped worker (what infra down/up does),
+    # the same recording replayed: every bar again, into new bars topics and an emptied table
+    await recreate_topics(kafka_settings, [ticks_topic.ticks])
+    again = ticks_topic.model_copy(
+        update={
+            "bars_template": f"{ticks_topic.ticks}.again.bars.{{tf}}",
+            "dead_letter": f"{ticks_topic.ticks}.again.dead-letter",
+        }
+    )
+    async with connection(db_settings) as conn:
+        await conn.execute("DELETE FROM bars")
+    await run_replay([FRAMES], speed=None, kafka=kafka_settings, topics=again)
+    await produce_runs(moves, kafka_settings, again)
+    caplog.clear()
+    async with running(settings, kafka_settings, again, db_settings) as worker:
+        output = await final_bars_match(kafka_settings, again, db_settings, expected, bars_equal)
+        assert output.dead_letters == []
+        assert worker.trades_seen >= sum(len(t) for t in recorded_trades.values())
+    discarded = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "discarding the stored checkpoint" in r.getMessage()
+    ]
+    assert discarded, caplog.text[-3000:]
+    for message in discarded:
+        assert message.startswith(f"{ticks_topic.ticks} partition ")
+        assert "is another one" in message or "no record at offset" in message, message
