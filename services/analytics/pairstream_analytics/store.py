@@ -3,7 +3,9 @@
 Outputs and the checkpoints of the pairs they advance are written in one
 transaction, so a checkpoint never claims a bar whose outputs are not stored.
 Checkpoints only move forward (a stale writer after a rebalance cannot move one
-back).
+back); each is anchored to the ``analytics.bars`` record that last advanced it
+(:mod:`pairstream.checkpoints`), and one whose anchor no longer matches the log is
+deleted (:meth:`AnalyticsStore.discard`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncpg
 
 from pairstream.analytics.pair import LegBar
 from pairstream.analytics.scan import ScanRow
+from pairstream.checkpoints import Anchor
 from pairstream.instruments import split_instrument
 from pairstream.messages import SpreadUpdate, StatsUpdate, ZScoreUpdate
 
@@ -39,6 +42,7 @@ class Checkpoint:
     first_ts: int | None
     frontier: int
     joined: int
+    anchor: Anchor | None = None
 
 
 _SPREAD = """
@@ -76,10 +80,13 @@ ON CONFLICT (pair, tf, ts, method) DO UPDATE SET
 """
 
 _CHECKPOINT = """
-INSERT INTO analytics_checkpoints (group_id, pair, tf, first_ts, frontier, joined)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO analytics_checkpoints (group_id, pair, tf, first_ts, frontier, joined,
+    anchor_topic, anchor_partition, anchor_offset, anchor_fingerprint)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (group_id, pair, tf) DO UPDATE SET
     first_ts = EXCLUDED.first_ts, frontier = EXCLUDED.frontier, joined = EXCLUDED.joined,
+    anchor_topic = EXCLUDED.anchor_topic, anchor_partition = EXCLUDED.anchor_partition,
+    anchor_offset = EXCLUDED.anchor_offset, anchor_fingerprint = EXCLUDED.anchor_fingerprint,
     updated_at = now()
 WHERE analytics_checkpoints.frontier <= EXCLUDED.frontier
 """
@@ -118,7 +125,8 @@ class AnalyticsStore:
         """The stored checkpoint of a pair, if any."""
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(
-                "SELECT first_ts, frontier, joined FROM analytics_checkpoints "
+                "SELECT first_ts, frontier, joined, anchor_topic, anchor_partition, anchor_offset, "
+                "anchor_fingerprint FROM analytics_checkpoints "
                 "WHERE group_id = $1 AND pair = $2 AND tf = $3",
                 self.group_id,
                 pair,
@@ -127,9 +135,43 @@ class AnalyticsStore:
         if row is None:
             return None
         first = row["first_ts"]
+        anchor = None
+        if None not in (
+            row["anchor_topic"],
+            row["anchor_partition"],
+            row["anchor_offset"],
+            row["anchor_fingerprint"],
+        ):
+            anchor = Anchor(
+                row["anchor_topic"],
+                int(row["anchor_partition"]),
+                int(row["anchor_offset"]),
+                bytes(row["anchor_fingerprint"]),
+            )
         return Checkpoint(
-            pair, tf, None if first is None else ms(first), ms(row["frontier"]), row["joined"]
+            pair,
+            tf,
+            None if first is None else ms(first),
+            ms(row["frontier"]),
+            row["joined"],
+            anchor,
         )
+
+    async def discard(self, checkpoint: Checkpoint) -> None:
+        """Delete a checkpoint found stale (only if it is still the one read).
+
+        Deleting, not overwriting: the upsert only moves a frontier forward, and
+        the new log's first checkpoint has an earlier one.
+        """
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                "DELETE FROM analytics_checkpoints WHERE group_id = $1 AND pair = $2 AND tf = $3 "
+                "AND frontier = $4",
+                self.group_id,
+                checkpoint.pair,
+                checkpoint.tf,
+                ts(checkpoint.frontier),
+            )
 
     async def final_bars(
         self, instruments: Sequence[str], tf: str, first: int, last: int
@@ -222,6 +264,10 @@ class AnalyticsStore:
                 None if c.first_ts is None else ts(c.first_ts),
                 ts(c.frontier),
                 c.joined,
+                None if c.anchor is None else c.anchor.topic,
+                None if c.anchor is None else c.anchor.partition,
+                None if c.anchor is None else c.anchor.offset,
+                None if c.anchor is None else c.anchor.fingerprint,
             )
             for c in checkpoints
         ]

@@ -12,9 +12,12 @@ Two consumer groups in one process:
   policy: database errors are retried with capped backoff, never skipped).
 
 State is rebuilt, not stored: the first bar of a ``(pair, tf)`` a worker sees
-loads the pair's checkpoint and replays the stored final bars from its first
-joined bar through its frontier, which gives the state the uninterrupted worker
-had, bit for bit. Bars at or before the frontier are then duplicates; a bar
+loads the pair's checkpoint, checks its anchor (the ``analytics.bars`` record that
+last advanced it must still be at its offset, :mod:`pairstream.checkpoints`; a
+checkpoint of a log that is gone, e.g. after ``pairstream infra down``, is
+discarded with a warning and the pair starts afresh) and replays the stored
+final bars from its first joined bar through its frontier, which gives the state
+the uninterrupted worker had, bit for bit. Bars at or before the frontier are then duplicates; a bar
 that *revises* one already joined rebuilds the pair with it and re-emits the
 outputs from its start.
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -30,6 +34,7 @@ from typing import Any, TypeVar
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
+from pairstream.checkpoints import Anchor, AnchorVerifier
 from pairstream.clock import Clock
 from pairstream.codec import Codec, MessageDecodeError
 from pairstream.db import DB_ERRORS, connection, create_pool, through_outages
@@ -75,6 +80,7 @@ class _DropRevoked(ConsumerRebalanceListener):  # type: ignore[misc]
         for key in [k for k, p in self.worker.partition_of.items() if p in partitions]:
             self.worker.streams.pop(key, None)
             self.worker.partition_of.pop(key, None)
+            self.worker.anchors.pop(key, None)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("analytics partitions assigned: %s", sorted(tp.partition for tp in assigned))
@@ -108,6 +114,7 @@ class AnalyticsWorker:
             self.routes.setdefault(x, []).append((pair, 1))
         self.streams: dict[tuple[str, str], PairStream] = {}
         self.partition_of: dict[tuple[str, str], int] = {}
+        self.anchors: dict[tuple[str, str], Anchor] = {}  # the record that last advanced a pair
         self.producer = MessageProducer(self.kafka)
         self._bar_codecs = {
             self.topics.bars(tf): Codec(self.topics.bars(tf), Bar) for tf in self.timeframes
@@ -118,6 +125,7 @@ class AnalyticsWorker:
         self._router: AIOKafkaConsumer | None = None
         self._pairs: AIOKafkaConsumer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._verifier = AnchorVerifier(self.kafka)
         self.ready = False
 
     # -- lifecycle -------------------------------------------------------------
@@ -194,6 +202,8 @@ class AnalyticsWorker:
                     await consumer.stop()
         with contextlib.suppress(Exception):
             await self.producer.stop()
+        with contextlib.suppress(Exception):
+            await self._verifier.stop()
         if self._pool is not None:
             with contextlib.suppress(Exception):
                 await self._pool.close()
@@ -258,10 +268,36 @@ class AnalyticsWorker:
         stream = self.streams.get(key)
         if stream is None:
             stream = PairStream(pair, tf, timeframe_ms(tf), self.config, self.settings.methods)
+            await self._discard_if_stale(pair, tf)
             await self._rebuild(stream)
             self.streams[key] = stream
             self.partition_of[key] = partition
         return stream
+
+    async def _discard_if_stale(self, pair: str, tf: str) -> None:
+        """Delete the pair's checkpoint unless its anchor record is still in its log."""
+        assert self._store is not None
+        store = self._store
+        checkpoint = await self._through_outages(
+            "reading a checkpoint", lambda: store.checkpoint(pair, tf)
+        )
+        if checkpoint is None:
+            return
+        why = await self._verifier.check(checkpoint.anchor)
+        if why is None:
+            assert checkpoint.anchor is not None
+            self.anchors[(pair, tf)] = checkpoint.anchor
+            return
+        where = "no anchor" if checkpoint.anchor is None else checkpoint.anchor.describe()
+        log.warning(
+            "%s %s: discarding the stored checkpoint (%s, frontier %d): %s; the pair starts afresh",
+            pair,
+            tf,
+            where,
+            checkpoint.frontier,
+            why,
+        )
+        await self._through_outages("discarding a checkpoint", lambda: store.discard(checkpoint))
 
     async def _rebuild(self, stream: PairStream, revised: Bar | None = None) -> Outputs:
         """Replay the stored bars of ``stream``'s checkpoint; with ``revised``, re-emit from it."""
@@ -349,8 +385,13 @@ class AnalyticsWorker:
                     stream.hold(bar.start, record.offset)
                     out.extend(result)
                     touched[(routed.pair, bar.tf)] = stream
+                    self.anchors[(routed.pair, bar.tf)] = Anchor.of(record)
             await self._publish(out)
-            checkpoints = [c for s in touched.values() if (c := s.checkpoint()) is not None]
+            checkpoints = [
+                dataclasses.replace(c, anchor=self.anchors.get(key))
+                for key, s in touched.items()
+                if (c := s.checkpoint()) is not None
+            ]
             await self._store_outputs(out, checkpoints)
             await asyncio.gather(*letters)
             await consumer.commit(

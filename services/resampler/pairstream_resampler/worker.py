@@ -14,11 +14,15 @@ then stores the buffered bars *and* the snapshot in one transaction. Only then
 are the input events acknowledged, so Faust commits Kafka offsets no further
 than what is stored.
 
-After a crash, restart or rebalance, a partition's new owner loads its snapshot
-and skips input below the snapshot's offset; everything after it is processed
-again from the same state, so the same bars come out again (same content, same
-revisions) and the upserts are idempotent. Duplicates inside the input are
-dropped by trade id; the seen ids are part of the snapshot.
+After a crash, restart or rebalance, a partition's new owner loads its snapshot,
+checks that it was taken from this very log (its anchor, the last input record it
+covers, is still at its offset: :mod:`pairstream.checkpoints`; a snapshot of a
+log that is gone, e.g. after ``pairstream infra down``, is discarded with a
+warning and the partition is read from the start) and skips input below the
+snapshot's offset; everything after it is processed again from the same state,
+so the same bars come out again (same content, same revisions) and the upserts
+are idempotent. Duplicates inside the input are dropped by trade id; the seen ids
+are part of the snapshot.
 
 The event clock of a symbol that is idle (no trade for ``idle_after_s`` while its
 partition is read up to its end) follows the wall clock from its last trade, so
@@ -42,11 +46,12 @@ import faust
 import msgspec
 from faust.types import TP, EventT, StreamT
 
+from pairstream.checkpoints import Anchor, AnchorVerifier, fingerprint
 from pairstream.clock import Clock, SystemClock
 from pairstream.codec import Codec, MessageDecodeError
 from pairstream.db import DB_ERRORS, connection, create_pool, through_outages
 from pairstream.db.migrate import migrate
-from pairstream.instruments import instrument, split_instrument
+from pairstream.instruments import split_instrument
 from pairstream.kafka import MessageProducer, TopicRequest, bootstrap_servers, ensure_topics
 from pairstream.messages import TickRun, Trade, dead_letter
 from pairstream.settings import DatabaseSettings, KafkaSettings, TopicSettings
@@ -85,6 +90,18 @@ class Partition:
     symbols: dict[str, SymbolBars]  # by instrument
     events: list[EventT[bytes]] = field(default_factory=list)  # processed, not yet stored
     dirty: bool = False
+    anchor: Anchor | None = None  # of the last record in the stored state
+    last: Any = None  # the last message processed (its anchor is taken when stored)
+
+    def take_anchor(self) -> Anchor | None:
+        """The anchor of the last processed record (computed once, when it is stored)."""
+        if self.last is not None:
+            m, self.last = self.last, None
+            timestamp = round(m.timestamp * 1000) if m.timestamp is not None else -1
+            self.anchor = Anchor(
+                m.topic, m.partition, m.offset, fingerprint(m.key, m.value, timestamp)
+            )
+        return self.anchor
 
 
 class ResamplerWorker:
@@ -121,6 +138,7 @@ class ResamplerWorker:
         self._failed: asyncio.Future[None] | None = None
         self._pool: asyncpg.Pool | None = None
         self._store: BarStore | None = None
+        self._verifier = AnchorVerifier(self.kafka)
         self._datadir = tempfile.mkdtemp(prefix="pairstream-resampler-")
         #: monotonic time of the first message processed, and trades in processed messages
         self.first_event_at: float | None = None
@@ -220,6 +238,8 @@ class ResamplerWorker:
             self._tasks = []
             await self.app.stop()
             await self.producer.stop()
+            with contextlib.suppress(Exception):
+                await self._verifier.stop()
             if self._pool is not None:
                 await self._pool.close()
                 self._pool = None
@@ -275,19 +295,33 @@ class ResamplerWorker:
         stored = await self._through_outages(
             f"loading the checkpoint of partition {number}", lambda: store.load(number)
         )
+        if stored is not None:
+            offset, blob, anchor = stored
+            why = await self._verifier.check(anchor)
+            if why is not None:
+                log.warning(
+                    "%s partition %d: discarding the stored checkpoint (next offset %d): %s; "
+                    "reading the partition from its earliest offset",
+                    self.topics.ticks,
+                    number,
+                    offset,
+                    why,
+                )
+                await self._through_outages(
+                    f"discarding the checkpoint of partition {number}",
+                    lambda: store.discard(number, offset),
+                )
+                stored = None
         if stored is None:
             part = Partition(number, 0, {})
         else:
-            offset, blob = stored
-            symbols = {}
-            for name, state in _decode(blob).symbols.items():
+            symbols = _decode(blob).symbols
+            for state in symbols.values():
                 state.bars = {tf: state.bars.get(tf, {}) for tf in self.builder.timeframes}
-                # checkpoints before instruments were keyed by the bare symbol
-                symbols[name if ":" in name else instrument(state.market, name)] = state
-            part = Partition(number, offset, symbols)
+            part = Partition(number, offset, symbols, anchor=anchor)
         self._restart_idle_timers(part)
         log.info(
-            "partition %d: resuming at offset %d with %d symbol(s)",
+            "partition %d: resuming at offset %d with %d instrument(s)",
             number,
             part.next_offset,
             len(part.symbols),
@@ -332,6 +366,7 @@ class ResamplerWorker:
         else:
             self._on_run(part, run, now_ms)
         part.next_offset = message.offset + 1
+        part.last = message
         part.events.append(event)
         part.dirty = True
         if self.buffer.full:
@@ -421,7 +456,10 @@ class ResamplerWorker:
             parts = [p for p in self._parts.values() if p.dirty or p.events]
             if not parts and not len(self.buffer):
                 return True
-            snapshot = {p.number: (p.next_offset, _encode(Checkpoint(p.symbols))) for p in parts}
+            snapshot = {
+                p.number: (p.next_offset, _encode(Checkpoint(p.symbols)), p.take_anchor())
+                for p in parts
+            }
             events = {p.number: p.events for p in parts}
             for p in parts:
                 p.events, p.dirty = [], False

@@ -8,6 +8,7 @@ batch path) over the same bars, value for value.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 from statsmodels.tsa.stattools import coint as sm_coint
 
 from pairstream.analytics.batch import analyze
@@ -25,7 +27,13 @@ from pairstream.clock import SystemClock
 from pairstream.codec import Codec
 from pairstream.db import connection
 from pairstream.db.migrate import migrate
-from pairstream.kafka import MessageProducer, contract_topics, create_consumer, ensure_topics
+from pairstream.kafka import (
+    MessageProducer,
+    TopicRequest,
+    contract_topics,
+    create_consumer,
+    ensure_topics,
+)
 from pairstream.messages import (
     Bar,
     DeadLetter,
@@ -384,3 +392,75 @@ async def test_a_worker_killed_mid_stream_and_restarted_changes_nothing(
 
 async def _more_than(db: DatabaseSettings, n: int) -> bool:
     return await stored_count(db) > n
+
+
+async def recreate_topics(kafka: KafkaSettings, names: list[str]) -> None:
+    """Delete ``names`` and create them again, empty, with as many partitions."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=str(kafka.bootstrap))
+    await admin.start()
+    try:
+        described = await admin.describe_topics(names)
+        counts = {t["topic"]: len(t["partitions"]) for t in described}
+        await admin.delete_topics(names)
+
+        async def gone() -> bool:
+            return not set(names) & set(await admin.list_topics())
+
+        await eventually(gone, timeout=30)
+    finally:
+        await admin.close()
+    await ensure_topics([TopicRequest(name, counts[name]) for name in names], kafka)
+
+
+async def test_checkpoints_of_recreated_topics_are_discarded_and_the_outputs_complete_again(
+    kafka_settings: KafkaSettings,
+    topic_settings: TopicSettings,
+    db_settings: DatabaseSettings,
+    recorded_bars: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="pairstream_analytics.worker")
+    settings = analytics_settings(methods="ols,kalman")
+    bars = interleaved(recorded_bars)
+    await store_bars(db_settings, bars)
+    expected = expected_outputs(recorded_bars, settings)
+    bars_topic = topic_settings.bars("1s")
+
+    async def run_once(topics: TopicSettings) -> Collected:
+        async with (
+            collecting(kafka_settings, topics) as collected,
+            running(settings, kafka_settings, topics, db_settings),
+        ):
+            await publish(kafka_settings, bars_topic, bars)
+
+            async def done() -> bool:
+                return await stored_count(db_settings) >= len(expected) and len(
+                    collected.spread
+                ) >= len(expected)
+
+            await eventually(done, timeout=90)
+        return collected
+
+    assert_topics_equal_analyze(await run_once(topic_settings), expected)
+    assert "discarding the stored checkpoint" not in caplog.text
+    # bars and analytics.bars deleted and created again under the stopped worker (infra
+    # down/up), outputs into new topics and emptied tables: the same outputs, complete
+    await recreate_topics(kafka_settings, [bars_topic, topic_settings.analytics_bars])
+    tag = unique("again")
+    again = topic_settings.model_copy(
+        update={name: f"{tag}.{name}" for name in ("spread", "zscore", "stats", "scan")}
+    )
+    async with connection(db_settings) as conn:
+        await conn.execute("TRUNCATE analytics_spread, analytics_zscore, analytics_stats")
+    caplog.clear()
+    collected = await run_once(again)
+    assert_topics_equal_analyze(collected, expected)
+    assert_table_equals_analyze(await stored_outputs(db_settings), expected)
+    discarded = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "discarding the stored checkpoint" in r.getMessage()
+    ]
+    assert len(discarded) == 1, caplog.text[-3000:]
+    assert discarded[0].startswith(f"{PAIR} 1s: discarding the stored checkpoint")
+    assert topic_settings.analytics_bars in discarded[0]

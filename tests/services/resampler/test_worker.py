@@ -11,6 +11,7 @@ for 20 s mid-stream.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -21,11 +22,12 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from pairstream.codec import Codec
 from pairstream.db import connection
 from pairstream.infra.manager import InfraManager, free_port
-from pairstream.infra.parts import PostgresPart
+from pairstream.infra.parts import KafkaPart, PostgresPart
 from pairstream.kafka import MessageProducer, TopicRequest, create_consumer, ensure_topics
 from pairstream.messages import Bar, DeadLetter, TickRun, Trade
 from pairstream.settings import DatabaseSettings, InfraSettings, KafkaSettings, TopicSettings
@@ -404,6 +406,7 @@ async def test_a_worker_killed_with_sigkill_and_restarted_gives_the_same_bars(
             )
             assert output.dead_letters == []
             assert "resuming at offset" in second.output()
+            assert "discarding the stored checkpoint" not in second.output()  # same log
             assert killed_with < len(expected)
         finally:
             assert second.stop() == 0, second.output()
@@ -504,3 +507,212 @@ async def test_postgres_stopped_for_20s_mid_stream_loses_nothing(
             assert output.dead_letters == []
         finally:
             feeding.cancel()
+
+
+async def recreate_topics(kafka: KafkaSettings, names: list[str]) -> None:
+    """Delete ``names`` and create them again, empty, with as many partitions."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=str(kafka.bootstrap))
+    await admin.start()
+    try:
+        described = await admin.describe_topics(names)
+        counts = {t["topic"]: len(t["partitions"]) for t in described}
+        await admin.delete_topics(names)
+
+        async def gone() -> bool:
+            return not set(names) & set(await admin.list_topics())
+
+        await eventually(gone, timeout=30)
+    finally:
+        await admin.close()
+    await ensure_topics([TopicRequest(name, counts[name]) for name in names], kafka)
+
+
+async def test_a_checkpoint_of_a_recreated_ticks_topic_is_discarded_and_the_new_log_read_in_full(
+    kafka_settings: KafkaSettings,
+    ticks_topic: TopicSettings,
+    db_settings: DatabaseSettings,
+    recorded_trades: dict[str, list[Trade]],
+    reference_bars: Callable[..., dict],
+    bars_equal: Callable[..., None],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="pairstream_resampler.worker")
+    expected = reference_bars()
+    settings = worker_settings()
+    moves = market_moves_on(recorded_trades)
+    await run_replay([FRAMES], speed=None, kafka=kafka_settings, topics=ticks_topic)
+    await produce_runs(moves, kafka_settings, ticks_topic)
+    async with running(settings, kafka_settings, ticks_topic, db_settings):
+        await final_bars_match(kafka_settings, ticks_topic, db_settings, expected, bars_equal)
+    # restarted on the same log: the checkpoints are proved and used, nothing is read again
+    async with running(settings, kafka_settings, ticks_topic, db_settings) as worker:
+        await asyncio.sleep(3)
+        assert worker.trades_seen == 0
+    assert "discarding the stored checkpoint" not in caplog.text
+    # `ticks` deleted and created again under the stopped worker (what infra down/up does),
+    # the same recording replayed: every bar again, into new bars topics and an emptied table
+    await recreate_topics(kafka_settings, [ticks_topic.ticks])
+    again = ticks_topic.model_copy(
+        update={
+            "bars_template": f"{ticks_topic.ticks}.again.bars.{{tf}}",
+            "dead_letter": f"{ticks_topic.ticks}.again.dead-letter",
+        }
+    )
+    async with connection(db_settings) as conn:
+        await conn.execute("DELETE FROM bars")
+    await run_replay([FRAMES], speed=None, kafka=kafka_settings, topics=again)
+    await produce_runs(moves, kafka_settings, again)
+    caplog.clear()
+    async with running(settings, kafka_settings, again, db_settings) as worker:
+        output = await final_bars_match(kafka_settings, again, db_settings, expected, bars_equal)
+        assert output.dead_letters == []
+        assert worker.trades_seen >= sum(len(t) for t in recorded_trades.values())
+    discarded = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "discarding the stored checkpoint" in r.getMessage()
+    ]
+    assert discarded, caplog.text[-3000:]
+    for message in discarded:
+        assert message.startswith(f"{ticks_topic.ticks} partition ")
+        assert "is another one" in message or "no record at offset" in message, message
+
+
+@pytest.fixture
+def second_broker(tmp_path: Path) -> Iterator[str]:
+    """Another embedded Tansu, as ``pairstream infra down`` + ``up`` leaves: empty."""
+    settings = InfraSettings(
+        PAIRSTREAM_STATE_DIR=tmp_path / "kafka2", kafka_port=free_port("127.0.0.1")
+    )
+    manager = InfraManager(settings, external={}, parts=(KafkaPart(),))
+    (report,) = manager.up()
+    try:
+        yield str(report.url)
+    finally:
+        manager.down()
+
+
+async def test_a_second_run_on_a_new_broker_gives_the_same_bars_and_analytics(
+    kafka_settings: KafkaSettings,
+    ticks_topic: TopicSettings,
+    db_settings: DatabaseSettings,
+    second_broker: str,
+    recorded_trades: dict[str, list[Trade]],
+    reference_bars: Callable[..., dict],
+    bars_equal: Callable[..., None],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 10: replay + resampler + analytics, infra down/up (a new, empty broker, the
+    same database), the same again: both runs complete, equal to the batch references."""
+    import pandas as pd
+
+    from pairstream.analytics.batch import analyze
+    from pairstream.clock import SystemClock
+    from pairstream_analytics.config import AnalyticsSettings
+    from pairstream_analytics.worker import AnalyticsWorker
+
+    caplog.set_level(logging.INFO)
+    expected = reference_bars()
+    resampler = worker_settings()
+    analytics = AnalyticsSettings(
+        group_id=unique("analytics"),
+        metrics_port=0,
+        pairs="BTCUSDT-ETHUSDT",
+        timeframes="1s",
+        methods="ols,kalman",
+        scan_interval_s=0,
+        rebuild_wait_s=5,
+        session_timeout_s=3.0,
+        heartbeat_interval_s=0.5,
+        hedge_window=60,
+        zscore_window=20,
+        flow_window=20,
+        stats_window=60,
+        tests_every=10,
+    )
+    # the market moves on 10 minutes later (closes every bar, few carried 1s intervals)
+    moves = [
+        TickRun(
+            market="usdm",
+            symbol=symbol,
+            source="replay",
+            ts_ingest=0,
+            trades=[
+                Trade(
+                    trade_id=trades[-1].trade_id + 1,
+                    ts_event=trades[-1].ts_event + 600_000,
+                    price=trades[-1].price,
+                    qty=1.0,
+                    is_buyer_maker=False,
+                )
+            ],
+        )
+        for symbol, trades in recorded_trades.items()
+    ]
+    last = min(trades[-1].ts_event for trades in recorded_trades.values()) // 1000 * 1000
+
+    async def analyze_stored_bars() -> pd.DataFrame:
+        rows = await fetch_rows(
+            db_settings,
+            "SELECT symbol, (extract(epoch FROM start) * 1000)::bigint AS start, close, volume, "
+            "quote_volume, buy_volume FROM bars WHERE tf = '1s' AND final ORDER BY start",
+        )
+        table = pd.DataFrame([vars(r) for r in rows])
+        table = table[table["start"] <= last]
+        y, x = (table[table.symbol == s].reset_index(drop=True) for s in ("BTCUSDT", "ETHUSDT"))
+        out = analyze(y, x, 1_000, analytics.pair_config(), analytics.methods)
+        return out[out["ts"] <= last].sort_values(["ts", "method"]).reset_index(drop=True)
+
+    async def stored_analytics() -> pd.DataFrame:
+        rows = await fetch_rows(
+            db_settings,
+            "SELECT (extract(epoch FROM s.ts) * 1000)::bigint AS ts, s.method, s.hedge_ratio, "
+            "s.spread, z.zscore FROM analytics_spread s LEFT JOIN analytics_zscore z "
+            "USING (pair, tf, ts, method) ORDER BY 1, 2",
+        )
+        table = pd.DataFrame(
+            [vars(r) for r in rows], columns=["ts", "method", "hedge_ratio", "spread", "zscore"]
+        )
+        return table[table["ts"] <= last].reset_index(drop=True)
+
+    async def run(kafka: KafkaSettings) -> pd.DataFrame:
+        await ensure_topics([TopicRequest(ticks_topic.ticks, 4)], kafka)
+        await run_replay([FRAMES], speed=None, kafka=kafka, topics=ticks_topic)
+        await produce_runs(moves, kafka, ticks_topic)
+        worker = AnalyticsWorker(
+            analytics, SystemClock(), kafka=kafka, topics=ticks_topic, db=db_settings
+        )
+        task = asyncio.create_task(worker.run())
+        try:
+            async with running(resampler, kafka, ticks_topic, db_settings):
+                await final_bars_match(kafka, ticks_topic, db_settings, expected, bars_equal)
+                want = await analyze_stored_bars()
+                assert len(want) > 500
+
+                async def complete() -> bool:
+                    assert not task.done() or task.result() is None
+                    return len(await stored_analytics()) >= len(want)
+
+                await eventually(complete, timeout=90)
+            got = await stored_analytics()
+            assert list(zip(got["ts"], got["method"], strict=True)) == list(
+                zip(want["ts"], want["method"], strict=True)
+            )
+            for name in ("hedge_ratio", "spread", "zscore"):
+                assert got[name].astype(float).to_numpy().tolist() == pytest.approx(
+                    want[name].astype(float).to_numpy().tolist(), rel=0, abs=0, nan_ok=True
+                ), name
+            return got
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    first = await run(kafka_settings)
+    assert "discarding the stored checkpoint" not in caplog.text
+    async with connection(db_settings) as conn:  # so the second run must store everything again
+        await conn.execute("TRUNCATE bars, analytics_spread, analytics_zscore, analytics_stats")
+    caplog.clear()
+    again = kafka_settings.model_copy(update={"bootstrap": second_broker})
+    second = await run(again)
+    assert "discarding the stored checkpoint" in caplog.text
+    pd.testing.assert_frame_equal(first, second)
