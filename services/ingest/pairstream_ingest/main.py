@@ -21,6 +21,7 @@ from pairstream_ingest.live import Connection, connections
 from pairstream_ingest.metrics import IngestMetrics
 from pairstream_ingest.pipeline import Pipeline, ingest_kafka
 from pairstream_ingest.replay import ReplayStats, merged, replay
+from pairstream_ingest.resume import RESUMABLE_SOURCES, Resumed, ScanStats, last_published
 from pairstream_ingest.sinks import TickSink
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ class LiveIngest:
                 self.pipeline, rest, self.clock, s.gap_grace_s, s.gap_retry_s, s.gap_give_up_s,
                 self.metrics,
             )  # fmt: skip
+            await self.resume(self.pipeline)
             self.connections = connections(self.pipeline, s, self.clock, self.metrics)
             log.info(
                 "live %s %s streams of %d symbols over %d connections to %s",
@@ -126,6 +128,43 @@ class LiveIngest:
                 group.create_task(self.backfiller.run(), name="backfill")
                 for connection in self.connections:
                     group.create_task(connection.run(), name=connection.name)
+
+
+    async def resume(self, pipeline: Pipeline) -> dict[str, Resumed]:
+        """Seed each symbol with its last trade already in ``ticks`` (published before a restart)."""
+        s = self.settings
+        if s.resume_scan_max_records == 0:
+            return {}
+        started = self.clock.monotonic()
+        stats = ScanStats()
+        wanted = {(s.market, symbol) for symbol in s.symbols}
+        found = await last_published(
+            self.kafka, self.topics.ticks, wanted, s.resume_scan_max_records,
+            sources=RESUMABLE_SOURCES, stats=stats,
+        )  # fmt: skip
+        now = self.clock.now_ms()
+        resumed: dict[str, Resumed] = {}
+        for market, symbol in sorted(wanted):
+            last = found.get((market, symbol))
+            if last is None:
+                log.info(
+                    "%s %s: nothing published before in the scanned tail of %s; "
+                    "starting with the first live trade", market, symbol, self.topics.ticks,
+                )  # fmt: skip
+                continue
+            pipeline.resume(symbol, last.last_id, last.last_ts, last.recent)
+            resumed[symbol] = last
+            log.info(
+                "%s %s: resuming after trade id %d (published %.1f s ago, %s run at %s[%d] "
+                "offset %d, trade time %d); the ids since are backfilled",
+                market, symbol, last.last_id, (now - last.ts_ingest) / 1000, last.source,
+                self.topics.ticks, last.partition, last.offset, last.last_ts,
+            )  # fmt: skip
+        log.info(
+            "resume scan: %d records of %d partitions in %.2f s",
+            stats.records, stats.partitions, self.clock.monotonic() - started,
+        )  # fmt: skip
+        return resumed
 
 
 async def run_synthetic(
