@@ -158,11 +158,17 @@ def _merge(into: dict[Instrument, Resumed], found: dict[Instrument, Resumed]) ->
 
 
 class TailReader:
-    """Reads partitions of one topic by offset ranges, trusting no end offset."""
+    """Reads partitions of one topic by offset ranges, trusting no end offset.
 
-    def __init__(self, consumer: AIOKafkaConsumer, idle_ms: int = 300) -> None:
+    A range's records are known to exist, so their first fetch may take up to
+    ``wait_ms`` (a fresh assignment is slow to fetch); past the reported end,
+    ``idle_ms`` without a record means the partition's true end.
+    """
+
+    def __init__(self, consumer: AIOKafkaConsumer, idle_ms: int = 300, wait_ms: int = 10_000):
         self.consumer = consumer
         self.idle_ms = idle_ms
+        self.wait_ms = wait_ms
 
     async def read(
         self, tp: TopicPartition, start: int, stop: int | None
@@ -171,10 +177,11 @@ class TailReader:
         self.consumer.seek(tp, start)
         out: list[tuple[int, bytes | None]] = []
         while True:
-            batch = await self.consumer.getmany(tp, timeout_ms=self.idle_ms)
+            waiting = self.wait_ms if stop is not None or not out else self.idle_ms
+            batch = await self.consumer.getmany(tp, timeout_ms=waiting)
             records = batch.get(tp, [])
             if not records:
-                return out  # nothing more arrives: the true end (or ``stop`` is past it)
+                return out  # nothing more arrives: the true end (or offsets gone)
             for record in records:
                 if record.offset < start:
                     continue
@@ -215,8 +222,10 @@ async def last_published(
         ends = await consumer.end_offsets(tps)
         reader = TailReader(consumer)
         for tp in tps:
-            consumer.assign([tp])
             stats.partitions += 1
+            if ends[tp] <= begins[tp]:
+                continue  # empty (an under-reported end is still past the first record)
+            consumer.assign([tp])
             found = await _scan_partition(
                 reader, tp, begins[tp], ends[tp], wanted, max_records, chunk, sources, stats
             )
