@@ -129,9 +129,8 @@ class LiveIngest:
                 for connection in self.connections:
                     group.create_task(connection.run(), name=connection.name)
 
-
     async def resume(self, pipeline: Pipeline) -> dict[str, Resumed]:
-        """Seed each symbol with its last trade already in ``ticks`` (published before a restart)."""
+        """Seed each symbol with its last trade already in ``ticks`` (from before a restart)."""
         s = self.settings
         if s.resume_scan_max_records == 0:
             return {}

@@ -75,7 +75,9 @@ def test_an_aggregate_straddling_the_resume_point_is_trimmed_by_what_was_publish
     seq.push(trade(104))
     aggregate = RestAggTrade(a=7, p="64000", q="3.75", f=99, l=102, T=1_000, m=False)
     after = RestAggTrade(a=8, p="64001", q="2", f=103, l=103, T=1_001, m=True)
-    trades = trim_aggregates([aggregate, after], seq.gap() or (0, 0), seq.known_qty, seq.waiting_ids)
+    gap = seq.gap()
+    assert gap == (101, 103)
+    trades = trim_aggregates([aggregate, after], gap, seq.known_qty, seq.waiting_ids)
     assert [(t.first_trade_id, t.last_trade_id) for t in trades] == [(101, 102), (103, 103)]
     assert Decimal(repr(trades[0].qty)) == Decimal("3.75") - Decimal("0.25") - Decimal("1.0")
 
@@ -111,9 +113,8 @@ async def test_the_tail_of_every_partition_is_read_back_in_chunks(
 
     # the bound: too few records for a partition's last run is "nothing found", and says so
     bounded = ScanStats()
-    await _produce(
-        kafka_settings, topic, [("usdm:ETHUSDT", run("ETHUSDT", [trade(i)])) for i in range(2_001, 2_101)]
-    )
+    more = [("usdm:ETHUSDT", run("ETHUSDT", [trade(i)])) for i in range(2_001, 2_101)]
+    await _produce(kafka_settings, topic, more)
     little = await last_published(
         kafka_settings, topic, {("usdm", "SOLUSDT"), ("usdm", "ETHUSDT")}, max_records=50,
         chunk=16, stats=bounded,
@@ -129,4 +130,3 @@ async def test_an_empty_or_missing_topic_resumes_nothing(
     await ensure_topics([TopicRequest(topic_settings.ticks, 2)], kafka_settings)
     assert await last_published(kafka_settings, topic_settings.ticks, WANTED) == {}
     assert await last_published(kafka_settings, topic_settings.ticks + ".none", WANTED) == {}
-

@@ -210,6 +210,9 @@ async def test_ingest_killed_and_restarted_backfills_every_trade_it_missed(
         f"restarted at frame {restarted_at_frame}; everything in ticks {completed_s:.1f} s "
         f"after the restart; resumed {resumed}"
     )
+    for line in log.splitlines():
+        if "resume scan" in line or "backfilled" in line or "subscribed to" in line:
+            print(line)
 
 
 def assert_each_id_once(runs: list[TickRun], exact: bool) -> dict[str, int]:
