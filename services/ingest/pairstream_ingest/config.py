@@ -119,6 +119,13 @@ class IngestSettings(ServiceSettings):
         gt=0,
         description="REST request weight budget per minute (Binance: usdm 2400, spot 6000).",
     )
+    resume_scan_max_records: int = Field(
+        default=100_000,
+        ge=0,
+        description="Live: on start, read at most this many records of each `ticks` partition "
+        "backwards for each symbol's last published trade and backfill from it; a symbol not "
+        "found within them starts with its first live trade (0 = no resume).",
+    )
     max_run_trades: int = Field(
         default=2_000, ge=1, description="Most trades in one `ticks` message (runs are split)."
     )

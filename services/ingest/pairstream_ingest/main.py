@@ -11,7 +11,7 @@ import aiohttp
 from prometheus_client import start_http_server
 
 from pairstream.clock import Clock, SystemClock
-from pairstream.instruments import split_instrument
+from pairstream.instruments import instrument, split_instrument
 from pairstream.kafka import MessageProducer, contract_topics, ensure_topics
 from pairstream.messages import Market
 from pairstream.settings import KafkaSettings, TopicSettings
@@ -22,6 +22,7 @@ from pairstream_ingest.live import Connection, connections
 from pairstream_ingest.metrics import IngestMetrics
 from pairstream_ingest.pipeline import Pipeline, ingest_kafka
 from pairstream_ingest.replay import ReplayFile, ReplayStats, merged, replay
+from pairstream_ingest.resume import RESUMABLE_SOURCES, Resumed, ScanStats, last_published
 from pairstream_ingest.sinks import TickSink
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,11 @@ async def run_replay(
 
 
 class LiveIngest:
-    """Binance streams → pipeline → ``ticks``, with gap backfill over REST."""
+    """Binance streams → pipeline → ``ticks``, with gap backfill over REST.
+
+    Each market of the instruments (spot, USD-M) has its own pipeline,
+    connections and REST backfill; they share one producer.
+    """
 
     def __init__(
         self,
@@ -88,49 +93,99 @@ class LiveIngest:
         self.topics = topics or TopicSettings()
         self.clock = clock or SystemClock()
         self.metrics = metrics or IngestMetrics(self.clock)
-        self.pipeline: Pipeline | None = None
-        self.backfiller: Backfiller | None = None
+        self.pipelines: dict[Market, Pipeline] = {}
         self.connections: list[Connection] = []
         self.ready = asyncio.Event()
 
+    @property
+    def pipeline(self) -> Pipeline:
+        """The pipeline of the first market (the only one, unless both are ingested)."""
+        return next(iter(self.pipelines.values()))
+
     async def run(self) -> None:
         """Stream until cancelled."""
-        s = self.settings
         await _ensure_output_topics(self.kafka, self.topics)
         timeout = aiohttp.ClientTimeout(total=30)
         async with (
             MessageProducer(self.kafka) as producer,
             aiohttp.ClientSession(timeout=timeout) as session,
+            asyncio.TaskGroup() as group,
         ):
-            sink = TickSink(
-                producer, self.topics, self.clock, s.market, s.max_run_trades, metrics=self.metrics
-            )
-            self.pipeline = Pipeline(
-                sink,
-                self.clock,
-                frozenset(s.symbols),
-                self.metrics,
-                latency=self.metrics.latency.observe,
-                start_grace_s=s.gap_grace_s,
-            )
-            api_key = s.api_key.get_secret_value() if s.api_key else None
-            limiter = WeightLimiter(s.rest_weight_per_minute, self.clock)
-            rest = BinanceRest(session, s.rest_base, s.market, limiter, api_key, self.metrics)
-            self.backfiller = Backfiller(
-                self.pipeline, rest, self.clock, s.gap_grace_s, s.gap_retry_s, s.gap_give_up_s,
-                self.metrics,
-            )  # fmt: skip
-            self.connections = connections(self.pipeline, s, self.clock, self.metrics)
-            log.info(
-                "live %s %s streams of %d symbols over %d connections to %s",
-                s.market, s.stream, len(s.symbols), len(self.connections), s.ws_base,
-            )  # fmt: skip
+            backfillers = []
+            for market in self.settings.markets:
+                s = self.settings.for_market(market)
+                sink = TickSink(
+                    producer, self.topics, self.clock, market, s.max_run_trades,
+                    metrics=self.metrics,
+                )  # fmt: skip
+                pipeline = self.pipelines[market] = Pipeline(
+                    sink,
+                    self.clock,
+                    frozenset(s.symbols),
+                    self.metrics,
+                    latency=self.metrics.latency.observe,
+                    start_grace_s=s.gap_grace_s,
+                )
+                api_key = s.api_key.get_secret_value() if s.api_key else None
+                limiter = WeightLimiter(s.rest_weight_per_minute, self.clock)
+                rest = BinanceRest(session, s.rest_base, market, limiter, api_key, self.metrics)
+                backfiller = Backfiller(
+                    pipeline, rest, self.clock, s.gap_grace_s, s.gap_retry_s, s.gap_give_up_s,
+                    self.metrics,
+                )  # fmt: skip
+                backfillers.append(backfiller)
+            await self.resume()
+            for market, pipeline in self.pipelines.items():
+                s = self.settings.for_market(market)
+                opened = connections(pipeline, s, self.clock, self.metrics)
+                self.connections += opened
+                log.info(
+                    "live %s %s streams of %d symbols over %d connections to %s",
+                    market, s.stream, len(s.symbols), len(opened), s.ws_base,
+                )  # fmt: skip
             self.ready.set()
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self.pipeline.run_publisher(), name="publisher")
-                group.create_task(self.backfiller.run(), name="backfill")
-                for connection in self.connections:
-                    group.create_task(connection.run(), name=connection.name)
+            for pipeline in self.pipelines.values():
+                group.create_task(pipeline.run_publisher(), name="publisher")
+            for backfiller in backfillers:
+                group.create_task(backfiller.run(), name="backfill")
+            for connection in self.connections:
+                group.create_task(connection.run(), name=connection.name)
+
+    async def resume(self) -> dict[str, Resumed]:
+        """Seed each instrument with its last trade already in ``ticks`` (before a restart)."""
+        s = self.settings
+        if s.resume_scan_max_records == 0:
+            return {}
+        started = self.clock.monotonic()
+        stats = ScanStats()
+        wanted = {split_instrument(name) for name in s.instruments}
+        found = await last_published(
+            self.kafka, self.topics.ticks, wanted, s.resume_scan_max_records,
+            sources=RESUMABLE_SOURCES, stats=stats,
+        )  # fmt: skip
+        now = self.clock.now_ms()
+        resumed: dict[str, Resumed] = {}
+        for market, symbol in sorted(wanted):
+            last = found.get((market, symbol))
+            if last is None:
+                log.info(
+                    "%s:%s: nothing published before in the scanned tail of %s; "
+                    "starting with the first live trade", market, symbol, self.topics.ticks,
+                )  # fmt: skip
+                continue
+            self.pipelines[market].resume(symbol, last.last_id, last.last_ts, last.recent)
+            resumed[instrument(market, symbol)] = last
+            log.info(
+                "%s:%s: resuming after trade id %d (published %.1f s ago, %s run at %s[%d] "
+                "offset %d, trade time %d); the ids since are backfilled",
+                market, symbol, last.last_id, (now - last.ts_ingest) / 1000, last.source,
+                self.topics.ticks, last.partition, last.offset, last.last_ts,
+            )  # fmt: skip
+        log.info(
+            "resume scan: %d records of %d partitions in %.2f s",
+            stats.records, stats.partitions, self.clock.monotonic() - started,
+        )  # fmt: skip
+        return resumed
 
 
 async def run_synthetic(

@@ -76,6 +76,23 @@ class Pipeline:
             self.gapped.add(symbol)
             self.gap_found.set()
 
+    def resume(
+        self,
+        symbol: str,
+        last_id: int,
+        last_ts: int,
+        recent: list[tuple[int, int, float]] | None = None,
+    ) -> None:
+        """Continue ``symbol`` after ``last_id``, published before a restart.
+
+        Its sequencer starts there, so the first live trade past it opens a gap that
+        the backfill fills as after a reconnect (trades up to it are duplicates); a
+        catch-up is asked for too, so the missed trades come even if no live one does.
+        """
+        self.sequencer(symbol).resume(last_id, last_ts, recent)
+        self.catch_up.add(symbol)
+        self.gap_found.set()
+
     def resubscribed(self, symbols: list[str]) -> None:
         """A connection came back: trades may have been missed with no later trade to show it."""
         self.catch_up.update(s for s in symbols if s in self.sequencers)

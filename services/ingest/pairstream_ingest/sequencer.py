@@ -67,6 +67,24 @@ class Sequencer:
     def __post_init__(self) -> None:
         self._released = deque(maxlen=self.history)
 
+    def resume(
+        self, last_id: int, last_ts: int, recent: list[tuple[int, int, float]] | None = None
+    ) -> None:
+        """Continue after ``last_id``, published before a restart (``recent``: its predecessors).
+
+        The next trade expected is ``last_id + 1``: lower ones are duplicates, higher
+        ones wait behind a gap that the backfill fills, exactly as after a reconnect.
+        ``recent`` (``(first id, last id, qty)`` in id order, up to ``last_id``) are
+        remembered as released, so an aggregate overlapping them can be trimmed.
+        """
+        if self.next_id is not None:
+            raise RuntimeError(f"{self.symbol}: already started at {self.next_id}")
+        for lo, hi, qty in recent or ():
+            if hi <= last_id:
+                self._released.append((lo, hi, qty))
+        self.next_id = last_id + 1
+        self.last_ts = last_ts
+
     def push(self, trade: Trade, source: TickSource = "live") -> list[Released]:
         """Offer one trade; returns the trades now releasable, in id order."""
         lo, hi = span(trade)
