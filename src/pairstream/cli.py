@@ -8,12 +8,11 @@ command that needs it, so ``pairstream --help`` stays quick.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -27,22 +26,25 @@ if TYPE_CHECKING:
 
     from pairstream.infra import PartReport
 
+# Plain (click) help, not typer's rich panels: rendering help with rich imports
+# typer.rich_utils (rich.markdown, rich.traceback, pygments…), which doubles the
+# time `pairstream --help` takes. Errors still get rich tracebacks.
+_PLAIN: dict[str, Any] = {"rich_markup_mode": None, "no_args_is_help": True}
+
 app = typer.Typer(
     help="pairstream: real-time pairs-trading analytics on Binance trades.",
-    no_args_is_help=True,
     add_completion=False,
+    context_settings={"max_content_width": 120},
+    **_PLAIN,
 )
-infra_app = typer.Typer(
-    help="Embedded Kafka, PostgreSQL and Redis (no Docker, no root).", no_args_is_help=True
-)
-db_app = typer.Typer(help="Database schema and maintenance.", no_args_is_help=True)
-topics_app = typer.Typer(help="Kafka topics of the public contract.", no_args_is_help=True)
+infra_app = typer.Typer(help="Embedded Kafka, PostgreSQL and Redis (no Docker, no root).", **_PLAIN)
+db_app = typer.Typer(help="Database schema and maintenance.", **_PLAIN)
+topics_app = typer.Typer(help="Kafka topics of the public contract.", **_PLAIN)
 app.add_typer(infra_app, name="infra")
 app.add_typer(db_app, name="db")
 app.add_typer(topics_app, name="topics")
 bench_app = typer.Typer(
-    help="Reproducible benchmarks, each beside a baseline measured in the same run.",
-    no_args_is_help=True,
+    help="Reproducible benchmarks, each beside a baseline measured in the same run.", **_PLAIN
 )
 app.add_typer(bench_app, name="bench")
 
@@ -157,6 +159,8 @@ def show_settings() -> None:
 @topics_app.command("create")
 def topics_create() -> None:
     """Create the contract's topics with their partition counts (idempotent)."""
+    import asyncio
+
     from pairstream.kafka import contract_topics, ensure_topics
     from pairstream.settings import KafkaSettings
 
@@ -185,6 +189,8 @@ async def _migrate() -> str:
 @db_app.command("migrate")
 def db_migrate() -> None:
     """Apply pending migrations and the retention/compression policies (idempotent)."""
+    import asyncio
+
     from pairstream.db.migrate import MigrationError
     from pairstream.infra import InfraError
 
@@ -197,6 +203,8 @@ def db_migrate() -> None:
 @db_app.command("prune")
 def db_prune() -> None:
     """Delete rows past their retention (plain PostgreSQL; TimescaleDB uses policies)."""
+    import asyncio
+
     from pairstream.db import connection
     from pairstream.db.migrate import prune
     from pairstream.settings import DatabaseSettings
@@ -221,8 +229,24 @@ def up(
         str | None,
         typer.Option(help="Ingest source: `synthetic` (default, offline) or `binance` (live)."),
     ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Also show the libraries' INFO logs (Kafka group joins, rebalances, Faust "
+            "start/stop): LOG_LIBRARY_LEVEL=INFO. LOG_LEVEL=DEBUG shows everything.",
+        ),
+    ] = False,
 ) -> None:
-    """Start the infrastructure and every service, supervised, until Ctrl-C or SIGTERM."""
+    """Start the infrastructure and every service, supervised, until Ctrl-C or SIGTERM.
+
+    Prints the infrastructure's addresses, then each service's log lines prefixed
+    with its name, among them one status line a minute per service (throughput and
+    lag; <SERVICE>_STATUS_INTERVAL_S).
+    """
+    import asyncio
+
     from pairstream.infra import InfraError, InfraManager, exports
     from pairstream.settings import KafkaSettings
     from pairstream.supervisor import SERVICES, Supervisor
@@ -233,6 +257,11 @@ def up(
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # unwinds through the cleanup below
 
+    if verbose:  # for this process and, through the environment, every service
+        from pairstream.logs import setup_logging
+
+        os.environ["LOG_LIBRARY_LEVEL"] = "INFO"
+        setup_logging()
     signal.signal(signal.SIGTERM, interrupt)
     manager = InfraManager()
     try:
@@ -246,6 +275,11 @@ def up(
     env.update({r.env_var: r.url for r in reports if r.url})
     if source is not None:
         env["INGEST_SOURCE"] = source
+    kafka = next((r for r in reports if r.env_var == "KAFKA_BOOTSTRAP"), None)
+    if kafka is not None and kafka.state != "external":
+        # the embedded broker refuses idempotent producers: skip the probe (and the
+        # warning every service would print about it)
+        env.setdefault("KAFKA_IDEMPOTENCE", "off")
 
     async def run() -> None:
         os.environ.update(env)

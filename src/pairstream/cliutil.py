@@ -6,7 +6,6 @@ are imported when a command runs, so ``pairstream --help`` stays quick.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
 from collections.abc import Coroutine, Iterator, Mapping
@@ -57,6 +56,7 @@ def parse_speed(value: str) -> float | None:
 
 def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
     """Run a service's main coroutine; SIGTERM or Ctrl-C cancel it, which stops it cleanly."""
+    import asyncio
 
     async def serve() -> None:
         task = asyncio.ensure_future(main)

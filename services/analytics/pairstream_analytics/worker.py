@@ -347,6 +347,7 @@ class AnalyticsWorker:
                         result = await self._rebuild(stream, revised=result)
                     stream.hold(bar.start, record.offset)
                     out.extend(result)
+                    self.metrics.analysed(bar.tf, bar.start + stream.tf_ms, self.clock)
                     touched[(routed.pair, bar.tf)] = stream
             await self._publish(out)
             checkpoints = [c for s in touched.values() if (c := s.checkpoint()) is not None]

@@ -5,7 +5,6 @@ Imports typer only; the service's modules are imported when a command runs.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
@@ -40,6 +39,8 @@ def replay(
     ] = None,
 ) -> None:
     """Replay recorded Binance trades into the ticks topic, merged by event time."""
+    import asyncio
+
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
     from pairstream_ingest.main import run_replay
@@ -122,6 +123,8 @@ def bench_ingest(
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """Ingest throughput (decode+validate+dedupe+publish) vs a raw producer; p99 frame→ack."""
+    import asyncio
+
     from pairstream_ingest.bench import DEFAULT_FRAMES
     from pairstream_ingest.bench import bench_ingest as run_bench
 

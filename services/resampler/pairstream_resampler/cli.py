@@ -5,7 +5,6 @@ Imports typer only; the service's modules are imported when a command runs.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
@@ -50,6 +49,8 @@ def bench_resampler(
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """One resampler worker: ticks/s to bar topics and table vs a raw consumer; p99 final bar."""
+    import asyncio
+
     from pairstream_ingest.bench import DEFAULT_FRAMES
     from pairstream_resampler.bench import bench_resampler as run_bench
 

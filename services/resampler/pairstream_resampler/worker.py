@@ -115,6 +115,7 @@ class ResamplerWorker:
         self._parts: dict[int, Partition] = {}
         self._assigned: set[int] = set()
         self._arrivals: dict[str, tuple[float, int]] = {}  # symbol → (monotonic, event clock)
+        self._past_end: set[int] = set()  # partitions whose checkpoint is past their end
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._failed: asyncio.Future[None] | None = None
@@ -478,6 +479,14 @@ class ResamplerWorker:
                 continue
             behind = highwater - part.next_offset
             self.metrics.consumer_lag.labels(str(part.number)).set(max(0, behind))
+            if behind < 0 and part.number not in self._past_end:
+                self._past_end.add(part.number)
+                log.warning(
+                    "partition %d of %s ends at offset %d, before the stored checkpoint "
+                    "(%d): the broker lost its data (the embedded broker keeps it in memory "
+                    "only); bars resume once new ticks pass the checkpoint",
+                    part.number, self.topics.ticks, highwater, part.next_offset,
+                )  # fmt: skip
             if behind > 0:
                 continue
             for symbol, state in part.symbols.items():
