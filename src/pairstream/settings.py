@@ -221,6 +221,11 @@ class LogSettings(BaseSettings):
     format: Literal["console", "json"] = Field(
         default="console", description="`console` for people, `json` for log shippers."
     )
+    library_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = Field(
+        default=None,
+        description="Level of the libraries' loggers (aiokafka, faust, mode, asyncio); unset = "
+        "DEBUG with `LOG_LEVEL=DEBUG`, else WARNING (`pairstream up --verbose`: INFO).",
+    )
 
 
 class MarketSettings(BaseSettings):
@@ -247,6 +252,12 @@ class ServiceSettings(BaseSettings):
 
     metrics_port: int = Field(
         default=0, ge=0, le=65535, description="Prometheus metrics port (0 = disabled)."
+    )
+    status_interval_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds between one-line status summaries (throughput, lag) logged at "
+        "INFO (0 = none).",
     )
 
 

@@ -36,12 +36,19 @@ def service_command(name: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "pairstream", name, *args]
 
 
-#: Services ``pairstream up`` runs, in start order. Each service issue adds its entry.
-SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec("ingest", service_command("ingest")),
-    ServiceSpec("resampler", service_command("resampler")),
-    ServiceSpec("analytics", service_command("analytics")),
-)
+def suite() -> tuple[ServiceSpec, ...]:
+    """The services ``pairstream up`` runs, in start order: every registered
+    :class:`pairstream.services.Service` with an ``up`` command line."""
+    from pairstream.services import services
+
+    return tuple(ServiceSpec(s.name, service_command(*s.up)) for s in services() if s.up)
+
+
+def __getattr__(name: str) -> tuple[ServiceSpec, ...]:
+    # ``SERVICES``: :func:`suite`, read from the entry points on first use
+    if name == "SERVICES":
+        return suite()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(slots=True)

@@ -384,6 +384,7 @@ class AnalyticsWorker:
                         result = await self._rebuild(stream, revised=result)
                     stream.hold(bar.start, record.offset)
                     out.extend(result)
+                    self.metrics.analysed(bar.tf, bar.start + stream.tf_ms, self.clock)
                     touched[(routed.pair, bar.tf)] = stream
                     self.anchors[(routed.pair, bar.tf)] = Anchor.of(record)
             await self._publish(out)

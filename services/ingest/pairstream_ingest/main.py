@@ -15,6 +15,7 @@ from pairstream.instruments import instrument, split_instrument
 from pairstream.kafka import MessageProducer, contract_topics, ensure_topics
 from pairstream.messages import Market
 from pairstream.settings import KafkaSettings, TopicSettings
+from pairstream.status import Rates, status_every
 from pairstream.synthetic import SyntheticMarket, trades
 from pairstream_ingest.backfill import Backfiller, BinanceRest, WeightLimiter
 from pairstream_ingest.config import IngestSettings
@@ -243,6 +244,12 @@ async def run_ingest(settings: IngestSettings, clock: Clock | None = None) -> No
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=metrics.registry)
         log.info("metrics on :%d/metrics", settings.metrics_port)
+    rates = Rates(metrics.registry, clock)
+    async with status_every(settings.status_interval_s, lambda: metrics.status(rates), clock, log):
+        await _run_source(settings, clock, metrics)
+
+
+async def _run_source(settings: IngestSettings, clock: Clock, metrics: IngestMetrics) -> None:
     if settings.source == "binance":
         await LiveIngest(settings, clock=clock, metrics=metrics).run()
     elif settings.source == "synthetic":

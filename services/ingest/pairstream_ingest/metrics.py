@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram
 
 from pairstream.clock import Clock
+from pairstream.status import Rates, breakdown, count, problems, samples
 
 CONNECTION_STATES = ["connecting", "subscribing", "streaming", "silent", "closed"]
 
@@ -73,3 +74,25 @@ class IngestMetrics:
                 lambda: (self.clock.now_ms() - self._last_ts[symbol]) / 1000
             )
         self._last_ts[symbol] = max(last_ts, self._last_ts.get(symbol, last_ts))
+
+    def status(self, rates: Rates) -> str:
+        """The one-line summary ``pairstream up`` shows every status interval."""
+        trades = rates.per_minute("ingest_trades_total", by="symbol")
+        ages = samples(self.registry, "ingest_last_trade_age_seconds", by="symbol")
+        stalest = max(ages, key=ages.__getitem__, default=None)
+        lag = "no trade yet" if stalest is None else f"last trade {ages[stalest]:.1f} s ago"
+        if len(ages) > 1:
+            lag += f" ({stalest}, the stalest symbol)"
+        issues = problems(
+            rates,
+            {
+                "ingest_gaps_total": "gaps",
+                "ingest_gap_ids_skipped_total": "ids given up",
+                "ingest_dead_letters_total": "dead letters",
+                "ingest_reconnects_total": "reconnects",
+                "ingest_silent_stream_alarms_total": "silent streams",
+            },
+        )
+        return (
+            f"{count(sum(trades.values()))} trades/min{breakdown(trades)} into ticks; {lag}{issues}"
+        )

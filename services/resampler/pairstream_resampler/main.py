@@ -7,6 +7,7 @@ import logging
 from prometheus_client import start_http_server
 
 from pairstream.clock import Clock, SystemClock
+from pairstream.status import Rates, status_every
 
 from .config import ResamplerSettings
 from .metrics import ResamplerMetrics
@@ -21,4 +22,10 @@ async def run_resampler(settings: ResamplerSettings, clock: Clock | None = None)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=metrics.registry)
         log.info("metrics on :%d/metrics", settings.metrics_port)
-    await ResamplerWorker(settings, clock=clock or SystemClock(), metrics=metrics).run()
+    clock = clock or SystemClock()
+    rates = Rates(metrics.registry, clock)
+    with_status = status_every(
+        settings.status_interval_s, lambda: metrics.status(rates), clock, log
+    )
+    async with with_status:
+        await ResamplerWorker(settings, clock=clock, metrics=metrics).run()

@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from pairstream.status import (
+    Rates,
+    breakdown,
+    by_timeframe,
+    count,
+    largest,
+    problems,
+    samples,
+)
+
 _DELAY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -55,3 +65,29 @@ class ResamplerMetrics:
             "resampler_consumer_lag", "Messages of ticks not yet read, per partition.",
             ["partition"], registry=r,
         )  # fmt: skip
+
+    def status(self, rates: Rates) -> str:
+        """The one-line summary ``pairstream up`` shows every status interval."""
+        ticks = rates.total("resampler_ticks_total")
+        finals = by_timeframe(
+            rates.per_minute("resampler_bars_total", by="tf", where={"final": "true"})
+        )
+        behind = sum(samples(self.registry, "resampler_consumer_lag").values())
+        watermark = largest(self.registry, "resampler_watermark_lag_seconds")
+        lag = f"consumer lag {count(behind)} messages"
+        if watermark is not None:
+            lag += f", watermark up to {watermark:.1f} s behind"
+        issues = problems(
+            rates,
+            {
+                "resampler_late_trades_total": "late trades",
+                "resampler_dead_letters_total": "dead letters",
+                "resampler_sink_failures_total": "failed stores",
+            },
+        )
+        buffered = largest(self.registry, "resampler_buffered_bars") or 0
+        waiting = f"; {count(buffered)} bars waiting for the database" if buffered else ""
+        return (
+            f"{count(ticks)} ticks/min → {count(sum(finals.values()))} final bars/min"
+            f"{breakdown(finals)}; {lag}{issues}{waiting}"
+        )

@@ -1,0 +1,75 @@
+"""How services join the suite: a :class:`Service` published as an entry point.
+
+Each ``services/<name>/`` package declares, in ``pyproject.toml``::
+
+    [project.entry-points."pairstream.services"]
+    ingest = "pairstream_ingest.service:SERVICE"
+
+and ``SERVICE`` is a :class:`Service`: its typer commands (added to ``pairstream``
+and ``pairstream bench``), its command line under ``pairstream up`` and its
+settings groups (for ``pairstream settings``). The shared package never imports a
+service; it finds them here. Loading an entry point must stay cheap: the module
+holding ``SERVICE`` and its command module import typer and little else, and the
+settings classes are returned by a function, so ``pairstream --help`` imports no
+service's dependencies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import typer
+    from pydantic_settings import BaseSettings
+
+#: The entry-point group services register in.
+ENTRY_POINT_GROUP = "pairstream.services"
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """One service of the suite, as the shared CLI and supervisor see it."""
+
+    #: The service's name: the entry point's name and the log prefix under ``pairstream up``.
+    name: str
+    #: Start order under ``pairstream up`` (lower first; ties by name).
+    order: int
+    #: Adds the service's commands: ``commands(app, bench)`` with the ``pairstream`` app and
+    #: its ``bench`` group. Runs whenever the CLI is built, so it must import nothing heavy.
+    commands: Callable[[typer.Typer, typer.Typer], None]
+    #: The service's settings groups, imported only when called (``pairstream settings``).
+    settings: Callable[[], Sequence[type[BaseSettings]]]
+    #: Arguments after ``pairstream`` that run the service under ``pairstream up``
+    #: (``("ingest",)``); empty = ``pairstream up`` does not start it.
+    up: tuple[str, ...] = ()
+
+
+@cache
+def services() -> tuple[Service, ...]:
+    """Every registered service, in start order."""
+    from importlib.metadata import entry_points
+
+    found: dict[str, Service] = {}
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        service = point.load()
+        if not isinstance(service, Service):
+            raise TypeError(
+                f"entry point {point.name} = {point.value!r} of {ENTRY_POINT_GROUP} is not a "
+                f"pairstream.services.Service"
+            )
+        if service.name != point.name:
+            raise ValueError(
+                f"entry point {point.name} = {point.value!r} names service {service.name!r}"
+            )
+        if service.name in found:  # the same distribution seen twice on sys.path
+            continue
+        found[service.name] = service
+    return tuple(sorted(found.values(), key=lambda s: (s.order, s.name)))
+
+
+def settings_groups() -> tuple[type[BaseSettings], ...]:
+    """The settings groups of every service, in start order (imports their config modules)."""
+    return tuple(group for service in services() for group in service.settings())
