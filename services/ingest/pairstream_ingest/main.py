@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -197,12 +198,30 @@ async def run_synthetic(
     metrics: IngestMetrics | None = None,
     limit: int | None = None,
 ) -> int:
-    """Publish the synthetic market (forever, or ``limit`` trades); returns trades published."""
+    """Publish the synthetic market (forever, or ``limit`` trades); returns trades published.
+
+    Trade ids go on after the last synthetic trade already in ``ticks`` (a second
+    run on the same broker would otherwise repeat ids the resampler has seen).
+    """
     kafka = ingest_kafka(kafka or KafkaSettings())
     topics = topics or TopicSettings()
     clock = clock or SystemClock()
     await _ensure_output_topics(kafka, topics)
     market = SyntheticMarket.of(settings.instruments, seed=settings.synthetic_seed)
+    if settings.resume_scan_max_records:
+        found = await last_published(
+            kafka, topics.ticks, {split_instrument(s.symbol) for s in market.symbols},
+            settings.resume_scan_max_records, sources={"synthetic"},
+        )  # fmt: skip
+        market = dataclasses.replace(
+            market,
+            symbols=tuple(
+                dataclasses.replace(s, first_id=found[key].last_id + 1)
+                if (key := split_instrument(s.symbol)) in found
+                else s
+                for s in market.symbols
+            ),
+        )
     speed = settings.synthetic_speed
     async with MessageProducer(kafka) as producer:
         pipelines: dict[str, Pipeline] = {}
