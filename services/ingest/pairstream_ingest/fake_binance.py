@@ -166,6 +166,8 @@ class FakeBinance:
         app.router.add_get("/ws", self._ws)
         app.router.add_get("/fapi/v1/aggTrades", self._agg_trades)
         app.router.add_get("/fapi/v1/historicalTrades", self._historical_trades)
+        app.router.add_get("/api/v3/aggTrades", self._agg_trades)  # spot's REST paths
+        app.router.add_get("/api/v3/historicalTrades", self._historical_trades)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)

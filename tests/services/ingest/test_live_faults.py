@@ -342,3 +342,68 @@ async def test_aggregate_trade_stream_with_gaps(
         assert got[-1][1] == last
         assert all(lo == hi_prev + 1 for (_, hi_prev), (lo, _) in itertools.pairwise(got))
         assert qty[symbol] == total
+
+
+SPOT_FRAMES = FRAMES.parent / "spot_BTCUSDT_20240808-09.jsonl.gz"
+
+
+async def test_one_process_streams_spot_and_usdm_with_a_backfill_per_market(
+    kafka_settings: KafkaSettings, topic_settings: TopicSettings
+) -> None:
+    spot_lines = read_lines(SPOT_FRAMES)
+    recorded = {
+        **{f"usdm:{s}": (first, last) for s, (first, last, _) in RECORDED.items()},
+        "spot:BTCUSDT": (
+            min(orjson.loads(line)["data"]["t"] for line in spot_lines),
+            max(orjson.loads(line)["data"]["t"] for line in spot_lines),
+        ),
+    }
+    usdm = FakeBinance(LINES, faults=_faults("close", 9_000), batch=100, interval_s=0.004)
+    spot = FakeBinance(spot_lines, faults=_faults("reset", 7_000), batch=100, interval_s=0.004)
+    async with usdm, spot:
+        settings = settings_for(
+            usdm,
+            symbols="usdm:BTCUSDT,usdm:ETHUSDT,spot:BTCUSDT",
+            ws_url=f"usdm={usdm.ws_url},spot={spot.ws_url}",
+            rest_url=f"usdm={usdm.rest_url},spot={spot.rest_url}",
+        )
+        assert settings.markets == ("usdm", "spot")
+        ingest = LiveIngest(settings, kafka_settings, topic_settings)
+        task = asyncio.create_task(ingest.run())
+        codec = Codec(topic_settings.ticks, TickRun)
+        consumer = create_consumer([topic_settings.ticks], None, kafka_settings)
+        spans: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        try:
+            subscribed = asyncio.gather(usdm.subscribed.wait(), spot.subscribed.wait())
+            await asyncio.wait([subscribed, task], timeout=20, return_when="FIRST_COMPLETED")
+            assert not task.done(), task.exception()
+            assert subscribed.done()
+            await consumer.start()  # after ingest made the topic (Tansu would auto-create it)
+            usdm.play()
+            spot.play()
+
+            async def every_id_read() -> bool:
+                for records in (await consumer.getmany(timeout_ms=200)).values():
+                    for record in records:
+                        run = codec.decode(record.value)
+                        assert record.key == run.instrument.encode()
+                        spans[run.instrument] += [span(t) for t in run.trades]
+                assert not task.done(), "the ingest stopped"
+                return all(
+                    spans[name] and spans[name][-1][1] >= last
+                    for name, (_, last) in recorded.items()
+                )
+
+            await eventually(every_id_read, timeout=60)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await consumer.stop()
+    assert set(spans) == set(recorded)
+    for name, (first, last) in recorded.items():
+        got = spans[name]
+        assert (got[0][0], got[-1][1]) == (first, last), name
+        for (_, prev_hi), (lo, _) in itertools.pairwise(got):
+            assert lo == prev_hi + 1, f"{name}: {prev_hi} then {lo}"  # each id once, in order
+    assert usdm.rest_calls["aggTrades"] > 0
+    assert spot.rest_calls["aggTrades"] > 0
