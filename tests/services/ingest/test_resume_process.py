@@ -192,7 +192,7 @@ async def test_ingest_killed_and_restarted_backfills_every_trade_it_missed(
             before[run.symbol] = max(before[run.symbol], span(run.trades[-1])[1])
     resumed = {
         m["symbol"]: int(m["id"])
-        for m in re.finditer(r"usdm (?P<symbol>\w+): resuming after trade id (?P<id>\d+)", log)
+        for m in re.finditer(r"usdm:(?P<symbol>\w+): resuming after trade id (?P<id>\d+)", log)
     }
     assert resumed == dict(before), log
 
