@@ -104,15 +104,31 @@ def rolling_ols(y: Array, x: Array, window: int, intercept: bool = True) -> tupl
 
 
 def rolling_huber(
-    y: Array, x: Array, window: int, intercept: bool = True, t: float = HUBER_T
+    y: Array,
+    x: Array,
+    window: int,
+    intercept: bool = True,
+    t: float = HUBER_T,
+    tol: float = 1e-8,
+    maxiter: int = 50,
 ) -> tuple[Array, Array]:
-    """``(β, α)`` per bar of the Huber fit (RLM conventions) over the trailing window."""
+    """``(β, α)`` per bar of the Huber fit (RLM conventions) over the trailing window.
+
+    ``tol`` and ``maxiter`` are :func:`~pairstream.analytics.hedge.huber_fit`'s (RLM's defaults).
+    """
     n = len(y)
     beta, alpha = np.full(n, np.nan), np.full(n, np.nan)
     y = np.asarray(y, dtype=np.float64)
     x = np.asarray(x, dtype=np.float64)
     for end in range(window, n + 1):
-        fit = huber_fit(y[end - window : end], x[end - window : end], intercept=intercept, t=t)
+        fit = huber_fit(
+            y[end - window : end],
+            x[end - window : end],
+            intercept=intercept,
+            t=t,
+            tol=tol,
+            maxiter=maxiter,
+        )
         beta[end - 1], alpha[end - 1] = fit.hedge_ratio, fit.intercept
     return beta, alpha
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import statsmodels.api as sm
@@ -14,6 +16,16 @@ pytestmark = pytest.mark.unit
 
 def relative_error(got: float, want: float) -> float:
     return abs(got - want) / abs(want)
+
+
+def slope_error(got: float, want: float, y: np.ndarray, x: np.ndarray) -> float:
+    """Error of a slope relative to |want|, or to sd(y)/sd(x) when the slope is near 0."""
+    return abs(got - want) / max(abs(want), float(np.std(y) / np.std(x)))
+
+
+def intercept_error(got: float, want: float, y: np.ndarray) -> float:
+    """Error of an intercept relative to |want|, or to the price level when it is near 0."""
+    return abs(got - want) / max(abs(want), float(np.mean(np.abs(y))))
 
 
 def closes(pair) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
@@ -73,37 +85,100 @@ def test_rolling_ols_stays_accurate_over_a_long_run_near_60000():
             assert relative_error(estimate.intercept, params[0]) < 1e-8
 
 
+# Huber IRLS against statsmodels. RLM re-estimates the MAD scale after every weighted fit
+# and stops when its deviance criterion changes by at most tol (1e-8), so at the defaults two
+# correct implementations can stop one iteration apart: rounding (the BLAS kernel numpy picks,
+# OPENBLAS_CORETYPE) moves a change near tol to either side. Worse, on many windows of 1s bars on
+# the tick grid (recorded_bars) the IRLS has no attracting fixed point: its iterates keep
+# wandering at ~1e-6 relative however long it runs, so defaults-vs-defaults differ by whatever
+# the iterates wandered between the two stops (3e-5 seen). The tests therefore compare
+# (1) every single IRLS step, from statsmodels' own iterates, at a tight tolerance;
+# (2) converged solutions (both run to tol 1e-10), on the windows whose IRLS converges;
+# (3) the stopping rule, on a window whose deviance changes are far from tol.
+TIGHT_TOL = 1e-10
+TIGHT_MAXITER = 200  # windows that converge at TIGHT_TOL do so in far fewer iterations
+
+
+def rlm_huber(y: np.ndarray, x: np.ndarray, **fit_options: float) -> Any:
+    return sm.RLM(y, sm.add_constant(x), M=sm.robust.norms.HuberT()).fit(**fit_options)
+
+
 @pytest.mark.parametrize(
     ("data", "window", "every"), [("recorded_bars", 120, 3), ("synthetic_pair", 300, 25)]
 )
-def test_rolling_huber_matches_statsmodels_rlm_huber_t(request, data, window, every):  # type: ignore[no-untyped-def]
+def test_huber_fit_takes_the_same_irls_steps_as_statsmodels(request, data, window, every):  # type: ignore[no-untyped-def]
+    """Each weighted fit from RLM's iterate k (scale, weights, WLS) gives RLM's iterate k+1."""
     y, x = closes(request.getfixturevalue(data))
-    huber = RollingHuber(window)
     worst = 0.0
+    steps = 0
+    for end in range(window, len(y) + 1, every):
+        yw, xw = y[end - window : end], x[end - window : end]
+        level = float(np.mean(np.abs(yw)))
+        history = rlm_huber(yw, xw).fit_history
+        params = history["params"][1:]  # [α, β] of the OLS start, then of every weighted fit
+        scales = history["scale"]  # the MAD of each of those fits' residuals
+        for k in range(len(params) - 1):
+            step = huber_fit(yw, xw, start=(params[k][1], params[k][0]), maxiter=2)
+            assert step.iterations == 2  # exactly one weighted fit
+            worst = max(
+                worst,
+                slope_error(step.hedge_ratio, params[k + 1][1], yw, xw),
+                intercept_error(step.intercept, params[k + 1][0], yw),
+                # the residuals of prices near |y| carry rounding of about ε·|y|, not ε·scale
+                abs(step.scale - scales[k + 1]) / level,
+            )
+            steps += 1
+    assert steps > 5 * len(range(window, len(y) + 1, every))
+    assert worst < 1e-9  # measured ≤ 1e-12 (any OPENBLAS_CORETYPE tried)
+
+
+@pytest.mark.parametrize(
+    ("data", "window", "every", "min_converged", "max_error"),
+    [("recorded_bars", 120, 3, 40, 1e-7), ("synthetic_pair", 300, 25, 45, 1e-10)],
+)
+def test_rolling_huber_matches_statsmodels_rlm_huber_t(  # type: ignore[no-untyped-def]
+    request, data, window, every, min_converged, max_error
+):
+    """Converged solutions: RollingHuber and RLM both iterated to a deviance change ≤ 1e-10.
+
+    Measured: recorded_bars ~75 of 112 windows converge, worst 1.4e-9; synthetic_pair all
+    49, worst 2e-12 (any OPENBLAS_CORETYPE tried).
+    """
+    y, x = closes(request.getfixturevalue(data))
+    huber = RollingHuber(window, tol=TIGHT_TOL, maxiter=TIGHT_MAXITER)
+    worst = 0.0
+    converged = 0
     for i in range(len(y)):
         estimate = huber.update(y[i], x[i])
         if i < window - 1 or (i - window + 1) % every:
             continue
-        fit = sm.RLM(
-            y[i - window + 1 : i + 1],
-            sm.add_constant(x[i - window + 1 : i + 1]),
-            M=sm.robust.norms.HuberT(),
-        ).fit()
         assert estimate is not None
+        yw, xw = y[i - window + 1 : i + 1], x[i - window + 1 : i + 1]
+        if huber_fit(yw, xw, tol=TIGHT_TOL, maxiter=TIGHT_MAXITER).iterations == TIGHT_MAXITER:
+            continue  # no fixed point: the iterates wander (see above)
+        fit = rlm_huber(yw, xw, tol=TIGHT_TOL, maxiter=TIGHT_MAXITER)
+        if fit.fit_history["iteration"] == TIGHT_MAXITER:
+            continue
+        converged += 1
         worst = max(
             worst,
-            relative_error(estimate.hedge_ratio, fit.params[1]),
-            relative_error(estimate.intercept, fit.params[0]),
+            slope_error(estimate.hedge_ratio, fit.params[1], yw, xw),
+            intercept_error(estimate.intercept, fit.params[0], yw),
         )
-    assert worst < 1e-5
+    assert converged >= min_converged
+    assert worst < max_error
 
 
 def test_huber_fit_counts_the_same_irls_iterations_as_statsmodels(synthetic_pair):  # type: ignore[no-untyped-def]
+    """RLM's stopping rule at its defaults (tol 1e-8 on the deviance criterion)."""
     y, x = closes(synthetic_pair)
     y = y.copy()
     y[::37] += 400.0  # outliers: Huber weights them down, OLS does not
     fit = huber_fit(y[:400], x[:400])
-    reference = sm.RLM(y[:400], sm.add_constant(x[:400]), M=sm.robust.norms.HuberT()).fit()
+    reference = rlm_huber(y[:400], x[:400])
+    changes = np.abs(np.diff(reference.fit_history["deviance"][1:]))
+    # the last change is ≤ tol and the one before > tol, each by far more than rounding
+    assert changes[-1] < 0.95e-8 < 1.05e-8 < changes[-2]
     assert fit.iterations == reference.fit_history["iteration"]
     assert fit.scale == pytest.approx(reference.scale, rel=1e-9)
     assert fit.hedge_ratio == pytest.approx(reference.params[1], rel=1e-9)
@@ -111,10 +186,15 @@ def test_huber_fit_counts_the_same_irls_iterations_as_statsmodels(synthetic_pair
     assert abs(fit.hedge_ratio - synthetic_pair.beta) < abs(ols_beta - synthetic_pair.beta)
 
 
-def test_batch_huber_equals_the_rolling_one(recorded_bars):  # type: ignore[no-untyped-def]
-    y, x = closes(recorded_bars)
-    beta, alpha = rolling_huber(y, x, 120)
-    rolling = RollingHuber(120)
+def test_batch_huber_equals_the_rolling_one(synthetic_pair):  # type: ignore[no-untyped-def]
+    """Same numbers, at the defaults, windows in ring-buffer order from the rolling OLS or not.
+
+    On synthetic data, whose IRLS converges: on recorded_bars the iterates of the windows
+    without a fixed point wander apart from rounding differences alone (see above).
+    """
+    y, x = closes(synthetic_pair)
+    beta, alpha = rolling_huber(y, x, 300)
+    rolling = RollingHuber(300)
     for i in range(len(y)):
         estimate = rolling.update(y[i], x[i])
         if estimate is None:
