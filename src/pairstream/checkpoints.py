@@ -79,15 +79,22 @@ class Anchor:
         return f"{self.topic} partition {self.partition} offset {self.offset}"
 
 
+class _UnverifiedError(Exception):
+    """The broker gave no answer that proves or disproves the anchor (retried)."""
+
+
 class AnchorVerifier:
     """Proves (or not) that an anchor's record is still in its log; one per worker.
 
     Uses one consumer without a group (assign + seek), started on first use.
     """
 
-    def __init__(self, kafka: KafkaSettings, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, timeout_s: float = 10.0, retry_cap_s: float = 10.0
+    ) -> None:
         self.kafka = kafka
         self.timeout_s = timeout_s
+        self.retry_cap_s = retry_cap_s
         self._consumer: AIOKafkaConsumer | None = None
         self._lock = asyncio.Lock()
 
@@ -112,15 +119,28 @@ class AnchorVerifier:
             await consumer.stop()
 
     async def check(self, anchor: Anchor | None) -> str | None:
-        """``None`` when the anchor's record is in its log unchanged, else why not."""
+        """``None`` when the anchor's record is in its log unchanged, else why not.
+
+        Only proof discards a checkpoint: while the broker cannot answer (a
+        timeout, a Kafka error, nothing fetched), the check is retried with capped
+        backoff, never taken as a verdict.
+        """
         if anchor is None:
             return "the checkpoint has no anchor (written before anchors existed)"
-        async with self._lock:
-            consumer = await self._started()
-            try:
-                return await asyncio.wait_for(self._check(consumer, anchor), self.timeout_s * 2)
-            except (TimeoutError, KafkaError) as error:
-                return f"its record could not be fetched ({error!r})"
+        failures = 0
+        while True:
+            async with self._lock:
+                consumer = await self._started()
+                try:
+                    return await asyncio.wait_for(self._check(consumer, anchor), self.timeout_s * 2)
+                except (TimeoutError, KafkaError, _UnverifiedError) as error:
+                    failures += 1
+                    delay = min(self.retry_cap_s, 0.5 * 2 ** (failures - 1))
+                    log.warning(
+                        "cannot verify the checkpoint at %s yet (%r); retrying in %.1f s",
+                        anchor.describe(), error, delay,
+                    )  # fmt: skip
+            await asyncio.sleep(delay)
 
     async def _check(self, consumer: AIOKafkaConsumer, anchor: Anchor) -> str | None:
         tp = TopicPartition(anchor.topic, anchor.partition)
@@ -151,7 +171,7 @@ class AnchorVerifier:
                         f"offset {anchor.offset})"
                     )
                 if time.monotonic() > deadline:
-                    return f"no record at offset {anchor.offset} was fetched"
+                    raise _UnverifiedError(f"no record at offset {anchor.offset} arrived in time")
                 continue
             for record in records:
                 if record.offset == anchor.offset:

@@ -25,20 +25,20 @@ def test_ingest_status_line_has_throughput_lag_and_problems_that_grew() -> None:
     metrics = IngestMetrics(clock)
     rates = Rates(metrics.registry, clock)
     assert metrics.status(rates) == "0 trades/min into ticks; no trade yet"
-    metrics.published("BTCUSDT", "synthetic", 600, clock.now_ms())
-    metrics.published("ETHUSDT", "synthetic", 300, clock.now_ms() - 500)
-    metrics.dead_letters.labels("BTCUSDT").inc(2)
+    metrics.published("usdm:BTCUSDT", "synthetic", 600, clock.now_ms())
+    metrics.published("usdm:ETHUSDT", "synthetic", 300, clock.now_ms() - 500)
+    metrics.dead_letters.labels("usdm:BTCUSDT").inc(2)
     clock.advance(60)
     assert metrics.status(rates) == (
-        "900 trades/min (BTCUSDT 600, ETHUSDT 300) into ticks; last trade 60.5 s ago "
-        "(ETHUSDT, the stalest symbol); "
+        "900 trades/min (usdm:BTCUSDT 600, usdm:ETHUSDT 300) into ticks; last trade 60.5 s ago "
+        "(usdm:ETHUSDT, the stalest instrument); "
         "2 dead letters/min"
     )
     clock.advance(30)
-    metrics.published("BTCUSDT", "synthetic", 30, clock.now_ms())
+    metrics.published("usdm:BTCUSDT", "synthetic", 30, clock.now_ms())
     assert metrics.status(rates) == (
-        "60 trades/min (BTCUSDT 60, ETHUSDT 0) into ticks; last trade 90.5 s ago "
-        "(ETHUSDT, the stalest symbol)"
+        "60 trades/min (usdm:BTCUSDT 60, usdm:ETHUSDT 0) into ticks; last trade 90.5 s ago "
+        "(usdm:ETHUSDT, the stalest instrument)"
     )
 
 
@@ -46,12 +46,12 @@ def test_resampler_status_line_counts_final_bars_by_timeframe() -> None:
     clock = FakeClock()
     metrics = ResamplerMetrics()
     rates = Rates(metrics.registry, clock)
-    metrics.ticks.labels("BTCUSDT").inc(1_200)
+    metrics.ticks.labels("usdm:BTCUSDT").inc(1_200)
     for tf, n in (("5m", 1), ("1s", 60), ("1m", 2)):
         metrics.bars.labels(tf, "true").inc(n)
         metrics.bars.labels(tf, "false").inc(100)
     metrics.consumer_lag.labels("0").set(7)
-    metrics.watermark_lag.labels("BTCUSDT").set(2.25)
+    metrics.watermark_lag.labels("usdm:BTCUSDT").set(2.25)
     clock.advance(60)
     assert metrics.status(rates) == (
         "1,200 ticks/min → 63 final bars/min (1s 60, 1m 2, 5m 1); consumer lag 7 messages, "

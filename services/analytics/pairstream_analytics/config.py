@@ -41,7 +41,8 @@ class AnalyticsSettings(ServiceSettings):
         "`ANALYTICS_SYMBOLS`.",
     )
     symbols: Annotated[tuple[str, ...], NoDecode] = Field(
-        default=("usdm:BTCUSDT", "usdm:ETHUSDT"),
+        default=("BTCUSDT", "ETHUSDT"),  # of MARKET_DEFAULT, like ingest's
+        validate_default=True,
         description="Instruments whose every pair is analysed when `ANALYTICS_PAIRS` is unset; "
         "also the instruments of the pair scan (with the pairs' legs).",
     )

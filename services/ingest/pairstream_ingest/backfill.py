@@ -26,6 +26,7 @@ from tenacity import (
 )
 
 from pairstream.clock import Clock
+from pairstream.instruments import instrument
 from pairstream.messages import Market, Trade
 from pairstream_ingest.metrics import IngestMetrics
 from pairstream_ingest.pipeline import Pipeline
@@ -348,9 +349,10 @@ class Backfiller:
             self._filled(seq.symbol, gap, sum(_size(t) for t in trades))
 
     def _filled(self, symbol: str, gap: tuple[int, int], ids: int) -> None:
+        name = instrument(self.rest.market, symbol)
         if self.metrics is not None:
-            self.metrics.gap_ids_filled.labels(symbol).inc(ids)
-        log.info("%s: backfilled %d missing trade ids from %d", symbol, ids, gap[0])
+            self.metrics.gap_ids_filled.labels(name).inc(ids)
+        log.info("%s: backfilled %d missing trade ids from %d", name, ids, gap[0])
 
     async def fetch(
         self, seq: Sequencer, gap: tuple[int, int], end_ms: int | None = None

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from pairstream.instruments import MARKETS, Market, instrument, parse_instrument, split_instrument
+from pairstream.instruments import MARKETS, Market, parse_instrument, split_instrument
 from pairstream.settings import ServiceSettings, default_market
 
 #: Today's routed defaults (USD-M moved trade streams to ``/market`` on 2026-04-23).
@@ -122,9 +122,10 @@ class IngestSettings(ServiceSettings):
     resume_scan_max_records: int = Field(
         default=100_000,
         ge=0,
-        description="Live: on start, read at most this many records of each `ticks` partition "
-        "backwards for each symbol's last published trade and backfill from it; a symbol not "
-        "found within them starts with its first live trade (0 = no resume).",
+        description="On start, read at most this many records of each `ticks` partition "
+        "backwards for each instrument's last published trade: live ingest backfills from it, "
+        "the synthetic source continues its ids; an instrument not found within them starts "
+        "afresh (0 = no resume).",
     )
     max_run_trades: int = Field(
         default=2_000, ge=1, description="Most trades in one `ticks` message (runs are split)."
@@ -184,10 +185,6 @@ class IngestSettings(ServiceSettings):
                 "rest_url": _url_for(self.rest_url, market),
             }
         )
-
-    def instrument(self, symbol: str) -> str:
-        """``market:symbol`` of a bare symbol of :attr:`market`."""
-        return instrument(self.market, symbol)
 
     @field_validator("replay_paths", mode="before")
     @classmethod

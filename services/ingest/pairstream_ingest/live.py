@@ -291,6 +291,6 @@ def connections(
     """One :class:`Connection` per shard of the configured symbols' streams."""
     streams = stream_names(settings.symbols, settings.stream)
     return [
-        Connection(f"conn{i}", shard, pipeline, settings, clock, metrics)
+        Connection(f"{settings.market}-conn{i}", shard, pipeline, settings, clock, metrics)
         for i, shard in enumerate(shards(streams, settings.max_streams_per_connection))
     ]

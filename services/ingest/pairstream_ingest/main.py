@@ -277,7 +277,8 @@ async def _run_source(settings: IngestSettings, clock: Clock, metrics: IngestMet
         if not settings.replay_paths:
             raise ValueError("--source replay needs files (INGEST_REPLAY_PATHS or --replay PATH)")
         stats = await run_replay(
-            [Path(p) for p in settings.replay_paths], settings.replay_speed, settings=settings,
+            [ReplayFile.parse(p) for p in settings.replay_paths], settings.replay_speed,
+            settings=settings,
             clock=clock,
         )  # fmt: skip
         log.info("replay done: %s", stats)

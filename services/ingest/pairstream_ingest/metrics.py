@@ -11,35 +11,45 @@ CONNECTION_STATES = ["connecting", "subscribing", "streaming", "silent", "closed
 
 
 class IngestMetrics:
-    """Per symbol: trades, last-trade age, gaps, duplicates, dead letters; per connection: state."""
+    """Per instrument: trades, last-trade age, gaps, duplicates, dead letters; per connection:
+    state."""
 
     def __init__(self, clock: Clock, registry: CollectorRegistry | None = None) -> None:
         self.clock = clock
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.trades = Counter(
-            "ingest_trades", "Trades published to ticks.", ["symbol", "source"], registry=r
+            "ingest_trades", "Trades published to ticks.", ["instrument", "source"], registry=r
         )
         self.last_trade_ms = Gauge(
             "ingest_last_trade_timestamp_ms", "Event time of the last published trade.",
-            ["symbol"], registry=r,
+            ["instrument"], registry=r,
         )  # fmt: skip
         self.last_trade_age = Gauge(
             "ingest_last_trade_age_seconds", "Seconds since the last published trade's event time.",
-            ["symbol"], registry=r,
+            ["instrument"], registry=r,
         )  # fmt: skip
-        self.gaps = Counter("ingest_gaps", "Trade-id gaps found.", ["symbol"], registry=r)
+        self.gaps = Counter("ingest_gaps", "Trade-id gaps found.", ["instrument"], registry=r)
         self.gap_ids_filled = Counter(
-            "ingest_gap_ids_filled", "Missing trade ids filled over REST.", ["symbol"], registry=r
+            "ingest_gap_ids_filled",
+            "Missing trade ids filled over REST.",
+            ["instrument"],
+            registry=r,
         )
         self.gap_ids_skipped = Counter(
-            "ingest_gap_ids_skipped", "Missing trade ids given up (alarm).", ["symbol"], registry=r
+            "ingest_gap_ids_skipped",
+            "Missing trade ids given up (alarm).",
+            ["instrument"],
+            registry=r,
         )
         self.duplicates = Counter(
-            "ingest_duplicates", "Duplicate trades dropped.", ["symbol"], registry=r
+            "ingest_duplicates", "Duplicate trades dropped.", ["instrument"], registry=r
         )
         self.dead_letters = Counter(
-            "ingest_dead_letters", "Frames sent to the dead-letter topic.", ["symbol"], registry=r
+            "ingest_dead_letters",
+            "Frames sent to the dead-letter topic.",
+            ["instrument"],
+            registry=r,
         )
         self.reconnects = Counter(
             "ingest_reconnects", "WebSocket reconnects.", ["connection", "cause"], registry=r
@@ -65,24 +75,24 @@ class IngestMetrics:
         )  # fmt: skip
         self._last_ts: dict[str, int] = {}
 
-    def published(self, symbol: str, source: str, count: int, last_ts: int) -> None:
-        """``count`` trades of ``symbol`` acknowledged by the broker, the last at ``last_ts``."""
-        self.trades.labels(symbol, source).inc(count)
-        self.last_trade_ms.labels(symbol).set(last_ts)
-        if symbol not in self._last_ts:
-            self.last_trade_age.labels(symbol).set_function(
-                lambda: (self.clock.now_ms() - self._last_ts[symbol]) / 1000
+    def published(self, name: str, source: str, count: int, last_ts: int) -> None:
+        """``count`` trades of instrument ``name`` acked by the broker, the last at ``last_ts``."""
+        self.trades.labels(name, source).inc(count)
+        self.last_trade_ms.labels(name).set(last_ts)
+        if name not in self._last_ts:
+            self.last_trade_age.labels(name).set_function(
+                lambda: (self.clock.now_ms() - self._last_ts[name]) / 1000
             )
-        self._last_ts[symbol] = max(last_ts, self._last_ts.get(symbol, last_ts))
+        self._last_ts[name] = max(last_ts, self._last_ts.get(name, last_ts))
 
     def status(self, rates: Rates) -> str:
         """The one-line summary ``pairstream up`` shows every status interval."""
-        trades = rates.per_minute("ingest_trades_total", by="symbol")
-        ages = samples(self.registry, "ingest_last_trade_age_seconds", by="symbol")
+        trades = rates.per_minute("ingest_trades_total", by="instrument")
+        ages = samples(self.registry, "ingest_last_trade_age_seconds", by="instrument")
         stalest = max(ages, key=ages.__getitem__, default=None)
         lag = "no trade yet" if stalest is None else f"last trade {ages[stalest]:.1f} s ago"
         if len(ages) > 1:
-            lag += f" ({stalest}, the stalest symbol)"
+            lag += f" ({stalest}, the stalest instrument)"
         issues = problems(
             rates,
             {

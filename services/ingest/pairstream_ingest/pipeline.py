@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 
 from pairstream.clock import Clock
+from pairstream.instruments import instrument
 from pairstream.messages import TickSource, Trade
 from pairstream.settings import KafkaSettings
 from pairstream_ingest.binance import ControlAnswer, FrameError, decode_frame
@@ -115,9 +116,8 @@ class Pipeline:
         if isinstance(decoded, ControlAnswer):
             return decoded
         if decoded.symbol not in self.symbols:
-            self.sink.dead_letter(
-                origin, f"symbol {decoded.symbol} not subscribed", raw, key=decoded.symbol
-            )
+            name = instrument(self.sink.market, decoded.symbol)
+            self.sink.dead_letter(origin, f"instrument {name} not subscribed", raw, key=name)
             self._dirty.set()
             return None
         if received is not None and self.latency is not None:
@@ -150,9 +150,10 @@ class Pipeline:
             return
         for symbol, seq in self.sequencers.items():
             seen, now = self._reported[symbol], seq.stats
-            self.metrics.duplicates.labels(symbol).inc(now.duplicates - seen.duplicates)
-            self.metrics.gaps.labels(symbol).inc(now.gaps - seen.gaps)
-            self.metrics.gap_ids_skipped.labels(symbol).inc(now.skipped_ids - seen.skipped_ids)
+            name = instrument(self.sink.market, symbol)
+            self.metrics.duplicates.labels(name).inc(now.duplicates - seen.duplicates)
+            self.metrics.gaps.labels(name).inc(now.gaps - seen.gaps)
+            self.metrics.gap_ids_skipped.labels(name).inc(now.skipped_ids - seen.skipped_ids)
             self._reported[symbol] = dataclasses.replace(now)
 
     async def publish(self) -> None:

@@ -153,5 +153,5 @@ class TickSink:
             if isinstance(item.message, TickRun):
                 run = item.message
                 self.metrics.published(
-                    run.symbol, run.source, len(run.trades), run.trades[-1].ts_event
+                    run.instrument, run.source, len(run.trades), run.trades[-1].ts_event
                 )

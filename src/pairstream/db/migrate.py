@@ -153,9 +153,11 @@ async def migrate(conn: asyncpg.Connection, settings: DatabaseSettings) -> Migra
     applied: list[int] = []
     already: list[int] = []
     variant: Variant | None = None
-    for migration in load_migrations():
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", lock_key)
+    # one migrator per schema at a time, for the whole run: a migration that runs outside
+    # a transaction is recorded only once all of it has run, and nobody skips it meanwhile
+    await conn.execute("SELECT pg_advisory_lock(hashtext($1))", lock_key)
+    try:
+        for migration in load_migrations():
             rows = await conn.fetch("SELECT version, variant, checksum FROM pairstream_migrations")
             done = {r["version"]: r for r in rows}
             if variant is None:
@@ -174,52 +176,58 @@ async def migrate(conn: asyncpg.Connection, settings: DatabaseSettings) -> Migra
                     )
                 already.append(migration.version)
                 continue
-            if migration.outside_transaction(variant):
-                await conn.execute(migration.common)
-            else:
-                await conn.execute(migration.sql(variant))
-            await conn.execute(
-                "INSERT INTO pairstream_migrations (version, name, variant, checksum) "
-                "VALUES ($1, $2, $3, $4)",
+            outside = migration.outside_transaction(variant)
+            async with conn.transaction():
+                sql = migration.common if outside else migration.sql(variant)
+                if sql.strip():
+                    await conn.execute(sql)
+                if not outside:
+                    await _record(conn, migration, variant)
+            if outside:  # idempotent statements: a run cut short is redone in full next time
+                await run_outside_transaction(conn, migration, variant)
+                async with conn.transaction():
+                    await _record(conn, migration, variant)
+            applied.append(migration.version)
+            log.info(
+                "applied migration %04d_%s (%s) to schema %s",
                 migration.version,
                 migration.name,
                 variant,
-                migration.checksum(variant),
+                schema,
             )
-            applied.append(migration.version)
-        assert variant is not None
-        if migration.outside_transaction(variant):
-            await run_outside_transaction(conn, migration, variant, lock_key)
-        log.info(
-            "applied migration %04d_%s (%s) to schema %s",
-            migration.version,
-            migration.name,
-            variant,
-            schema,
-        )
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", lock_key)
     assert variant is not None
     await apply_policies(conn, settings, variant)
     return MigrateResult(schema, variant, applied, already)
 
 
+async def _record(conn: asyncpg.Connection, migration: Migration, variant: Variant) -> None:
+    await conn.execute(
+        "INSERT INTO pairstream_migrations (version, name, variant, checksum) "
+        "VALUES ($1, $2, $3, $4)",
+        migration.version,
+        migration.name,
+        variant,
+        migration.checksum(variant),
+    )
+
+
 async def run_outside_transaction(
-    conn: asyncpg.Connection, migration: Migration, variant: Variant, lock_key: str
+    conn: asyncpg.Connection, migration: Migration, variant: Variant
 ) -> None:
     """Run a variant file statement by statement, each in its own implicit transaction.
 
-    Its version is recorded already; its statements are idempotent (``IF NOT EXISTS``),
-    so a run cut short is completed by the next ``migrate``.
+    Its statements are idempotent (``IF NOT EXISTS``, ``IF EXISTS``), and its version
+    is recorded only after the last one, so a run cut short is completed by the
+    next ``migrate``.
     """
     text = migration.timescale if variant == "timescale" else migration.plain
-    await conn.execute("SELECT pg_advisory_lock(hashtext($1))", lock_key)
-    try:
-        for statement in (part.strip() for part in text.split(";\n")):
-            if statement and not all(
-                line.startswith("--") for line in statement.splitlines() if line.strip()
-            ):
-                await conn.execute(statement)
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", lock_key)
+    for statement in (part.strip() for part in text.split(";\n")):
+        if statement and not all(
+            line.startswith("--") for line in statement.splitlines() if line.strip()
+        ):
+            await conn.execute(statement)
 
 
 def policy_statements(settings: DatabaseSettings, variant: Variant) -> list[str]:

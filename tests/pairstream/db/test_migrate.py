@@ -247,11 +247,43 @@ async def test_a_no_transaction_variant_runs_outside_any_transaction_block(
         "CREATE INDEX CONCURRENTLY IF NOT EXISTS bars_tf ON bars (tf);\n",
     )
     assert migration.outside_transaction("plain")
-    await run_outside_transaction(db, migration, "plain", "test-lock")
-    await run_outside_transaction(db, migration, "plain", "test-lock")  # idempotent
+    await run_outside_transaction(db, migration, "plain")
+    await run_outside_transaction(db, migration, "plain")  # idempotent
     indexes = await db.fetchval(
         "SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND indexname IN "
         "('bars_symbol_start', 'bars_tf')",
+        db_settings.schema_name,
+    )
+    assert indexes == 2
+
+
+async def test_a_no_transaction_migration_cut_short_is_completed_by_the_next_migrate(
+    db: asyncpg.Connection, db_settings: DatabaseSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pairstream.db.migrate as migrations
+
+    every = load_migrations()
+    await migrate(db, db_settings)
+    step = Migration(
+        version=998,
+        name="two_steps",
+        common="",
+        timescale="",
+        plain=NO_TRANSACTION + "\n"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS bars_first ON bars (tf);\n"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS bars_second ON bars USING nonsense (tf);\n",
+    )
+    monkeypatch.setattr(migrations, "load_migrations", lambda: [*every, step])
+    with pytest.raises(asyncpg.PostgresError):
+        await migrate(db, db_settings)  # dies after its first statement
+    assert await db.fetchval("SELECT count(*) FROM pairstream_migrations WHERE version = 998") == 0
+    fixed = Migration(998, "two_steps", "", "", step.plain.replace("USING nonsense ", ""))
+    monkeypatch.setattr(migrations, "load_migrations", lambda: [*every, fixed])
+    result = await migrate(db, db_settings)
+    assert result.applied == [998]
+    indexes = await db.fetchval(
+        "SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND indexname IN "
+        "('bars_first', 'bars_second')",
         db_settings.schema_name,
     )
     assert indexes == 2

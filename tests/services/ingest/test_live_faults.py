@@ -202,7 +202,7 @@ async def test_silent_route_raises_the_alarm_reconnects_and_fills_the_gap(
     outcome = await run_scenario(
         kafka_settings, topic_settings, faults=_faults("close_then_silent", 7_000)
     )
-    alarms = outcome.ingest.metrics.silent_alarms.labels("conn0")._value.get()
+    alarms = outcome.ingest.metrics.silent_alarms.labels("usdm-conn0")._value.get()
     assert alarms >= 1
     assert any("ALARM" in r.message and "no frame" in r.message for r in caplog.records)
     assert sum(outcome.backfilled.values()) > 0

@@ -2,8 +2,9 @@
 -- bars are keyed by instrument. The key of a hypertable with compression cannot
 -- change, so: drop the continuous aggregate, decompress, change the key, compress
 -- by instrument again (the policy comes back with the settings' policies after the
--- migrations), and rebuild bars_1h grouped by instrument. Each statement can run
--- again if a previous run was cut short.
+-- migrations), and rebuild bars_1h grouped by instrument, materialized over every
+-- stored bar (its refresh policy covers only the last 2 days). Each statement can
+-- run again: a run cut short is redone in full by the next migrate.
 DROP MATERIALIZED VIEW IF EXISTS bars_1h;
 SELECT remove_compression_policy('bars', if_exists => TRUE);
 SELECT decompress_chunk(c, if_compressed => TRUE) FROM show_chunks('bars') c;
@@ -38,3 +39,4 @@ SELECT add_continuous_aggregate_policy('bars_1h',
     end_offset => INTERVAL '1 minute',
     schedule_interval => INTERVAL '5 minutes',
     if_not_exists => TRUE);
+CALL refresh_continuous_aggregate('bars_1h', NULL, now() - INTERVAL '1 minute');
