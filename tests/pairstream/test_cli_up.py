@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -71,45 +72,66 @@ def test_up_runs_ingest_resampler_and_analytics_offline_and_stops_cleanly_on_sig
         stderr=subprocess.STDOUT,
         text=True,
     )
-    assert proc.stdout is not None
-    seen: list[str] = []
-    exports = None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if line.startswith("export "):
-            exports = line
-        if "Ctrl-C or SIGTERM stops everything" in line:
-            break
-    assert exports is not None, "".join(seen)
-    ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", exports)]
-    assert len(ports) == 3
-    assert all(port_in_use("127.0.0.1", p) for p in ports)
-    versions = [m.version for m in load_migrations()]
-    assert f"schema public (plain): applied {versions}" in "".join(seen)
-    assert "services: ingest, resampler, analytics." in "".join(seen)
-    bootstrap, topics = f"127.0.0.1:{ports[0]}", TopicSettings()
-    run = asyncio.run(first_message(bootstrap, topics.ticks, Codec(topics.ticks, TickRun)))
-    assert run.source == "synthetic"
-    assert run.key in ("usdm:BTCUSDT", "usdm:ETHUSDT")
-    bar = asyncio.run(first_message(bootstrap, topics.bars("1s"), Codec(topics.bars("1s"), Bar)))
-    assert bar.key in ("usdm:BTCUSDT", "usdm:ETHUSDT")
-    assert bar.trades >= 1
-    spread = asyncio.run(
-        first_message(bootstrap, topics.spread, Codec(topics.spread, SpreadUpdate))
-    )
-    assert spread.pair == "usdm:BTCUSDT-usdm:ETHUSDT"
-    assert spread.method == "kalman"  # the windowed methods need 300 bars first
+    try:
+        assert proc.stdout is not None
+        seen: list[str] = []
+        exports = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+            if line.startswith("export "):
+                exports = line
+            if "Ctrl-C or SIGTERM stops everything" in line:
+                break
+        assert exports is not None, "".join(seen)
+        ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", exports)]
+        assert len(ports) == 3
+        assert all(port_in_use("127.0.0.1", p) for p in ports)
+        versions = [m.version for m in load_migrations()]
+        assert f"schema public (plain): applied {versions}" in "".join(seen)
+        assert "services: ingest, resampler, analytics." in "".join(seen)
+        bootstrap, topics = f"127.0.0.1:{ports[0]}", TopicSettings()
+        run = asyncio.run(first_message(bootstrap, topics.ticks, Codec(topics.ticks, TickRun)))
+        assert run.source == "synthetic"
+        assert run.key in ("usdm:BTCUSDT", "usdm:ETHUSDT")
+        bar = asyncio.run(
+            first_message(bootstrap, topics.bars("1s"), Codec(topics.bars("1s"), Bar))
+        )
+        assert bar.key in ("usdm:BTCUSDT", "usdm:ETHUSDT")
+        assert bar.trades >= 1
+        spread = asyncio.run(
+            first_message(bootstrap, topics.spread, Codec(topics.spread, SpreadUpdate))
+        )
+        assert spread.pair == "usdm:BTCUSDT-usdm:ETHUSDT"
+        assert spread.method == "kalman"  # the windowed methods need 300 bars first
+        family = psutil.Process(proc.pid).children(recursive=True)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=15)
+        took = time.monotonic() - started
+        assert proc.returncode == 0, "".join(seen) + rest
+        assert took < 10, f"stopping took {took:.1f}s"
+        assert not any(port_in_use("127.0.0.1", p) for p in ports)
+        assert not [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        assert "stopped" in rest
+    finally:
+        _stop_everything(proc)
+
+
+def _stop_everything(proc: subprocess.Popen[str]) -> None:
+    """Whatever the test saw: stop ``up`` and its services (they run in their own sessions)."""
+    if proc.poll() is not None:
+        return
     family = psutil.Process(proc.pid).children(recursive=True)
-    started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    rest, _ = proc.communicate(timeout=15)
-    took = time.monotonic() - started
-    assert proc.returncode == 0, "".join(seen) + rest
-    assert took < 10, f"stopping took {took:.1f}s"
-    assert not any(port_in_use("127.0.0.1", p) for p in ports)
-    assert not [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    assert "stopped" in rest
+    try:
+        proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+    for child in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
