@@ -51,10 +51,10 @@ FRAMES = (
 )
 LINES = read_lines(FRAMES)
 
-#: the fake plays ~1,000 frames/s: the recording lasts ~25 s, the ingest is down ~5 s of it
+#: the fake plays ~1,000 frames/s: the recording lasts ~25 s, the ingest is down 10 s of it
 BATCH, INTERVAL_S = 10, 0.01
 KILL_AFTER_TRADES = 3_000
-DOWN_S = 5.0
+DOWN_S = 10.0
 
 
 def _recorded_trades() -> dict[tuple[str, int], tuple[str, str, bool]]:
