@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from pairstream.messages import Message
+    from pairstream.settings import KafkaSettings
 
 T = TypeVar("T")
 
@@ -88,6 +89,29 @@ async def eventually(
         if time.monotonic() >= deadline:
             raise failure
         await asyncio.sleep(interval)
+
+
+async def recreate_topics(kafka: KafkaSettings, names: list[str]) -> None:
+    """Delete ``names`` and create them again, empty, with as many partitions."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from pairstream.kafka import TopicRequest, ensure_topics
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=str(kafka.bootstrap))
+    await admin.start()
+    try:
+        described = await admin.describe_topics(names)
+        counts = {t["topic"]: len(t["partitions"]) for t in described}
+        await admin.delete_topics(names)
+
+        async def gone() -> bool:
+            return not set(names) & set(await admin.list_topics())
+
+        deleted: bool = await eventually(gone, timeout=30)
+        assert deleted
+    finally:
+        await admin.close()
+    await ensure_topics([TopicRequest(name, counts[name]) for name in names], kafka)
 
 
 def example_messages() -> dict[type[Message], Message]:

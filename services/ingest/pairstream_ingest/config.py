@@ -148,9 +148,9 @@ class IngestSettings(ServiceSettings):
         description="Synthetic time × speed (1 = real time); unset = as fast as possible.",
     )
 
-    @field_validator("symbols", mode="before")
+    @field_validator("symbols", "replay_paths", mode="before")
     @classmethod
-    def _split_symbols(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(s.strip() for s in value.split(",") if s.strip())
         return value

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 from statsmodels.tsa.stattools import coint as sm_coint
 
 from pairstream.analytics.batch import analyze
@@ -29,7 +28,6 @@ from pairstream.db import connection
 from pairstream.db.migrate import migrate
 from pairstream.kafka import (
     MessageProducer,
-    TopicRequest,
     contract_topics,
     create_consumer,
     ensure_topics,
@@ -44,7 +42,7 @@ from pairstream.messages import (
     ZScoreUpdate,
 )
 from pairstream.settings import DatabaseSettings, KafkaSettings, TopicSettings
-from pairstream.testing import ServiceProcess, eventually, unique
+from pairstream.testing import ServiceProcess, eventually, recreate_topics, unique
 from pairstream_analytics.config import AnalyticsSettings
 from pairstream_analytics.worker import AnalyticsWorker
 
@@ -392,24 +390,6 @@ async def test_a_worker_killed_mid_stream_and_restarted_changes_nothing(
 
 async def _more_than(db: DatabaseSettings, n: int) -> bool:
     return await stored_count(db) > n
-
-
-async def recreate_topics(kafka: KafkaSettings, names: list[str]) -> None:
-    """Delete ``names`` and create them again, empty, with as many partitions."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=str(kafka.bootstrap))
-    await admin.start()
-    try:
-        described = await admin.describe_topics(names)
-        counts = {t["topic"]: len(t["partitions"]) for t in described}
-        await admin.delete_topics(names)
-
-        async def gone() -> bool:
-            return not set(names) & set(await admin.list_topics())
-
-        await eventually(gone, timeout=30)
-    finally:
-        await admin.close()
-    await ensure_topics([TopicRequest(name, counts[name]) for name in names], kafka)
 
 
 async def test_checkpoints_of_recreated_topics_are_discarded_and_the_outputs_complete_again(

@@ -22,7 +22,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
 from pairstream.codec import Codec
 from pairstream.db import connection
@@ -31,7 +30,7 @@ from pairstream.infra.parts import KafkaPart, PostgresPart
 from pairstream.kafka import MessageProducer, TopicRequest, create_consumer, ensure_topics
 from pairstream.messages import Bar, DeadLetter, TickRun, Trade
 from pairstream.settings import DatabaseSettings, InfraSettings, KafkaSettings, TopicSettings
-from pairstream.testing import ServiceProcess, eventually, unique
+from pairstream.testing import ServiceProcess, eventually, recreate_topics, unique
 from pairstream_ingest.main import run_replay
 from pairstream_resampler.config import ResamplerSettings
 from pairstream_resampler.worker import ResamplerWorker
@@ -76,9 +75,9 @@ async def produce_runs(
         await producer.flush()
 
 
-def market_moves_on(trades: dict[str, list[Trade]]) -> list[TickRun]:
-    """One more trade per symbol 2 hours after the recording: its event time closes every
-    recorded bar (the wall clock would take 5 minutes to close the last 5m bar)."""
+def market_moves_on(trades: dict[str, list[Trade]], after_ms: int = 7_200_000) -> list[TickRun]:
+    """One more trade per symbol ``after_ms`` (2 hours) after the recording: its event time closes
+    every recorded bar (the wall clock would take 5 minutes to close the last 5m bar)."""
     return [
         TickRun(
             market="usdm",
@@ -88,7 +87,7 @@ def market_moves_on(trades: dict[str, list[Trade]]) -> list[TickRun]:
             trades=[
                 Trade(
                     trade_id=symbol_trades[-1].trade_id + 1,
-                    ts_event=symbol_trades[-1].ts_event + 7_200_000,
+                    ts_event=symbol_trades[-1].ts_event + after_ms,
                     price=symbol_trades[-1].price,
                     qty=1.0,
                     is_buyer_maker=False,
@@ -509,24 +508,6 @@ async def test_postgres_stopped_for_20s_mid_stream_loses_nothing(
             feeding.cancel()
 
 
-async def recreate_topics(kafka: KafkaSettings, names: list[str]) -> None:
-    """Delete ``names`` and create them again, empty, with as many partitions."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=str(kafka.bootstrap))
-    await admin.start()
-    try:
-        described = await admin.describe_topics(names)
-        counts = {t["topic"]: len(t["partitions"]) for t in described}
-        await admin.delete_topics(names)
-
-        async def gone() -> bool:
-            return not set(names) & set(await admin.list_topics())
-
-        await eventually(gone, timeout=30)
-    finally:
-        await admin.close()
-    await ensure_topics([TopicRequest(name, counts[name]) for name in names], kafka)
-
-
 async def test_a_checkpoint_of_a_recreated_ticks_topic_is_discarded_and_the_new_log_read_in_full(
     kafka_settings: KafkaSettings,
     ticks_topic: TopicSettings,
@@ -631,24 +612,7 @@ async def test_a_second_run_on_a_new_broker_gives_the_same_bars_and_analytics(
         tests_every=10,
     )
     # the market moves on 10 minutes later (closes every bar, few carried 1s intervals)
-    moves = [
-        TickRun(
-            market="usdm",
-            symbol=symbol,
-            source="replay",
-            ts_ingest=0,
-            trades=[
-                Trade(
-                    trade_id=trades[-1].trade_id + 1,
-                    ts_event=trades[-1].ts_event + 600_000,
-                    price=trades[-1].price,
-                    qty=1.0,
-                    is_buyer_maker=False,
-                )
-            ],
-        )
-        for symbol, trades in recorded_trades.items()
-    ]
+    moves = market_moves_on(recorded_trades, after_ms=600_000)
     last = min(trades[-1].ts_event for trades in recorded_trades.values()) // 1000 * 1000
 
     async def analyze_stored_bars() -> pd.DataFrame:
