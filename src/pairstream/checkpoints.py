@@ -106,7 +106,6 @@ class AnchorVerifier:
                 self.kafka,
                 client_id=f"{self.kafka.client_id}-anchors",
                 auto_offset_reset="none",
-                fetch_max_wait_ms=100,
                 max_partition_fetch_bytes=1024 * 1024,
             )
             await consumer.start()

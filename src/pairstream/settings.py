@@ -66,6 +66,14 @@ class KafkaSettings(BaseSettings):
     compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = Field(
         default="none", description="Producer compression codec."
     )
+    fetch_max_wait_ms: int = Field(
+        default=100,
+        ge=0,
+        le=60_000,
+        description="Consumer fetch long-poll: how long the broker may hold a fetch. Tansu holds "
+        "it this long when a fetched partition has no data, even as records arrive on another, "
+        "so it bounds live latency (at Faust's fixed 1,500 ms the median delay was 358 ms).",
+    )
 
 
 class TopicSettings(BaseSettings):

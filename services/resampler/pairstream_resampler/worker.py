@@ -58,6 +58,7 @@ from pairstream.settings import DatabaseSettings, KafkaSettings, TopicSettings
 from pairstream.supervisor import Backoff
 from pairstream.topics import topic_spec
 
+from .app import App
 from .config import ResamplerSettings
 from .core import BarBuilder, Outcome, SymbolBars
 from .metrics import ResamplerMetrics
@@ -147,10 +148,11 @@ class ResamplerWorker:
 
     # ------------------------------------------------------------------ wiring
 
-    def _make_app(self) -> faust.App:
+    def _make_app(self) -> App:
         s = self.settings
-        app = faust.App(
+        app = App(
             s.group_id,
+            fetch_max_wait_ms=self.kafka.fetch_max_wait_ms,
             broker=[f"kafka://{server}" for server in bootstrap_servers(self.kafka).split(",")],
             broker_client_id=self.kafka.client_id,
             value_serializer="raw",
