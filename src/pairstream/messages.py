@@ -472,15 +472,28 @@ class ScanUpdate(Message, frozen=True, kw_only=True):
 
 
 class Alert(Message, frozen=True, kw_only=True):
-    """Topic ``alerts`` (key = subject: a pair or an instrument)."""
+    """Topic ``alerts`` (key = subject: a pair or an instrument): one transition of an
+    alert episode. ``ts_event`` is the bar ``ts`` (start) where the transition happened
+    (wall-clock time for ``kind=stale``). ``alert_id`` names the episode (rule id and
+    version, subject, tf, method and the bar where it started firing) and ``event_id`` the
+    transition, so the same analytics always give the same ids."""
 
     alert_id: Annotated[str, msgspec.Meta(min_length=1)]
+    event_id: Annotated[str, msgspec.Meta(min_length=1)]
     rule_id: Annotated[str, msgspec.Meta(min_length=1)]
+    rule_version: Annotated[int, msgspec.Meta(ge=1)]
+    state: Literal["firing", "resolved", "nodata"]
     severity: Severity
-    kind: Annotated[str, msgspec.Meta(min_length=1)]
+    kind: Annotated[str, msgspec.Meta(min_length=1, description="The condition kind.")]
     subject: Annotated[str, msgspec.Meta(min_length=1)]
-    value: float
-    threshold: float
+    tf: Timeframe
+    method: HedgeMethod | None = None
+    value: float | None
+    threshold: float | None = None
+    started_ts: Annotated[
+        int, msgspec.Meta(ge=0, description="Bar ts where the episode started firing.")
+    ]
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
     ts_event: EpochMs
     ts_init: EpochMs
     message: str

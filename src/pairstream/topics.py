@@ -20,8 +20,10 @@ from pairstream.settings import TopicSettings
 
 #: Version of the topic contract (message schemas and keys), written by ``pairstream schemas``.
 #: 2: instruments ``market:SYMBOL`` as keys and pair legs; ``ScanUpdate.instruments``;
-#: ``Bar.market`` required.
-CONTRACT_VERSION = 2
+#: ``Bar.market`` required. 3: ``Alert`` is one transition of an episode (``event_id``,
+#: ``state``, ``rule_version``, ``tf``, ``method``, ``started_ts``, ``labels``; ``ts_event`` =
+#: bar ts; ``value`` and ``threshold`` nullable).
+CONTRACT_VERSION = 3
 
 
 @dataclass(frozen=True, slots=True)
