@@ -61,6 +61,22 @@ def topic_schema(spec: TopicSpec) -> dict[str, Any]:
     return _require_finite(schema)  # type: ignore[no-any-return]
 
 
+def model_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schemas of the models that are not topic messages: alert rules and silences."""
+    from pairstream.alerts.rules import Rule, RuleSpec, Silence
+
+    out: dict[str, dict[str, Any]] = {}
+    for name, model in (("alert-rule", Rule), ("alert-rule-spec", RuleSpec), ("silence", Silence)):
+        schema = model.model_json_schema()
+        out[name] = {
+            "$schema": DRAFT,
+            "$id": f"urn:pairstream:model:{name}:v{CONTRACT_VERSION}",
+            "x-contract-version": CONTRACT_VERSION,
+            **schema,
+        }
+    return out
+
+
 def write_schemas(out_dir: Path, settings: TopicSettings | None = None) -> list[Path]:
     """Write one ``<topic>.schema.json`` per topic and an ``index.json``; return the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -80,6 +96,12 @@ def write_schemas(out_dir: Path, settings: TopicSettings | None = None) -> list[
                 "description": spec.description,
             }
         )
+    models: list[dict[str, Any]] = []
+    for name, schema in model_schemas().items():
+        path = out_dir / f"{name}.schema.json"
+        path.write_bytes(orjson.dumps(schema, option=orjson.OPT_INDENT_2) + b"\n")
+        written.append(path)
+        models.append({"model": name, "schema": path.name})
     index_path = out_dir / "index.json"
     index_path.write_bytes(
         orjson.dumps(
@@ -87,6 +109,7 @@ def write_schemas(out_dir: Path, settings: TopicSettings | None = None) -> list[
                 "format": "pairstream-topic-index/1",
                 "contract_version": CONTRACT_VERSION,
                 "topics": index,
+                "models": models,
             },
             option=orjson.OPT_INDENT_2,
         )

@@ -134,3 +134,25 @@ def test_ticks_schema_rejects_unknown_market_and_empty_runs(schema_dir: Path) ->
     doc = instance("ticks")
     doc["trades"] = []
     assert not v.is_valid(doc)
+
+
+def test_rule_and_silence_schemas_accept_the_example_rule_and_reject_a_bad_one(
+    schema_dir: Path,
+) -> None:
+    index = orjson.loads((schema_dir / "index.json").read_bytes())
+    assert {m["model"] for m in index["models"]} == {"alert-rule", "alert-rule-spec", "silence"}
+    rule = validator(schema_dir, "alert-rule")
+    example = {
+        "id": "z-btc-eth",
+        "name": "|z| above 2",
+        "subject": "BTCUSDT-ETHUSDT",
+        "tf": "1s",
+        "method": "ols",
+        "condition": {"kind": "threshold", "field": "zscore", "op": "outside", "lo": -2, "hi": 2},
+        "for_bars": 1,
+        "severity": "warning",
+    }
+    rule.validate(example)
+    assert not rule.is_valid({**example, "for_bars": 0})
+    assert not rule.is_valid({**example, "condition": {"kind": "nope"}})
+    validator(schema_dir, "silence").validate({"id": "s1", "until": 1_800_000_000_000})

@@ -30,9 +30,11 @@ import math
 import statistics
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, cast
+
+import msgspec
 
 from pairstream.alerts.rules import (
     FIELDS,
@@ -368,31 +370,89 @@ class AlertEngine:
         self.rules = new
         return out
 
+    # ------------------------------------------------------------------ checkpoints
+
+    def feeds(self) -> list[str]:
+        """The keys of every feed the engine holds."""
+        return [feed_key(*key) for key in self._feeds]
+
+    def export_feed(self, key: str) -> bytes:
+        """One feed's state (see :class:`FeedState`), msgpack-encoded."""
+        subject, tf, method = key.split("|")
+        feed = self._feeds[(subject, tf, cast(HedgeMethod, method or None))]
+        first = min((g.cursor for g in feed.groups if g.cursor is not None), default=None)
+        rows = [(ts, dict(feed.rows[ts])) for ts in feed.ts if first is None or ts > first]
+        groups = [
+            (
+                sorted(g.sources),
+                g.cursor,
+                [
+                    (r.id, r.version, _state_tuple(st))
+                    for r, st in zip(g.rules, g.states, strict=True)
+                ],
+            )
+            for g in feed.groups
+        ]
+        state = FeedState(
+            feed.kind, feed.subject, feed.tf, feed.method, dict(feed.delivered), rows, groups
+        )
+        return _FEED_ENCODER.encode(state)
+
+    def import_feed(self, data: bytes) -> str:
+        """Restore a feed from :meth:`export_feed`; states of rules that changed since are
+        dropped. Returns its key."""
+        s = _FEED_DECODER.decode(data)
+        feed = _Feed(s.kind, s.subject, s.tf, timeframe_ms(s.tf), s.method)
+        feed.delivered = dict(s.delivered)
+        for ts, values in s.rows:
+            feed.rows[ts] = values
+            feed.ts.append(ts)
+        feed.ts.sort()
+        rules = {(r.id, r.version): r for r in self.rules.rules}
+        for sources, cursor, members in s.groups:
+            group = _Group(frozenset(sources), [], [], cursor)
+            for rule_id, version, state in members:
+                rule = rules.get((rule_id, version))
+                if rule is not None:
+                    group.rules.append(rule)
+                    group.states.append(_state_from(state))
+            feed.groups.append(group)
+        self._feeds[(s.subject, s.tf, s.method)] = feed
+        self._regroup(feed)
+        return feed_key(s.subject, s.tf, s.method)
+
+    def drop_feed(self, key: str) -> None:
+        """Forget a feed (its partition went to another worker)."""
+        subject, tf, method = key.split("|")
+        self._feeds.pop((subject, tf, cast(HedgeMethod, method or None)), None)
+
     # ------------------------------------------------------------------ inputs
 
-    def on_spread(self, m: SpreadUpdate) -> list[Transition]:
-        """An ``analytics.spread`` message."""
+    def on_spread(self, m: SpreadUpdate, wall_ms: int | None = None) -> list[Transition]:
+        """An ``analytics.spread`` message (``wall_ms``: when it arrived, for stale rules)."""
         values = {name: getattr(m, name) for name in FIELDS["spread"]}
-        return self.on_values("spread", "pair", m.pair, m.tf, m.method, m.ts, values)
+        return self.on_values("spread", "pair", m.pair, m.tf, m.method, m.ts, values, wall_ms)
 
-    def on_zscore(self, m: ZScoreUpdate) -> list[Transition]:
+    def on_zscore(self, m: ZScoreUpdate, wall_ms: int | None = None) -> list[Transition]:
         """An ``analytics.zscore`` message."""
         values = {name: getattr(m, name) for name in FIELDS["zscore"]}
-        return self.on_values("zscore", "pair", m.pair, m.tf, m.method, m.ts, values)
+        return self.on_values("zscore", "pair", m.pair, m.tf, m.method, m.ts, values, wall_ms)
 
-    def on_stats(self, m: StatsUpdate) -> list[Transition]:
+    def on_stats(self, m: StatsUpdate, wall_ms: int | None = None) -> list[Transition]:
         """An ``analytics.stats`` message."""
         values: dict[str, float | None] = {name: getattr(m, name) for name in FIELDS["stats"]}
         values["tests_ts"] = m.tests_ts
-        return self.on_values("stats", "pair", m.pair, m.tf, m.method, m.ts, values)
+        return self.on_values("stats", "pair", m.pair, m.tf, m.method, m.ts, values, wall_ms)
 
-    def on_bar(self, bar: Bar) -> list[Transition]:
+    def on_bar(self, bar: Bar, wall_ms: int | None = None) -> list[Transition]:
         """A final bar of ``bars.<tf>`` (forming bars are ignored)."""
         if not bar.final:
             return []
         values: dict[str, float | None] = {name: getattr(bar, name) for name in FIELDS["bar"]}
         subject = f"{bar.market}:{bar.symbol}"
-        return self.on_values("bar", "instrument", subject, bar.tf, None, bar.start, values)
+        return self.on_values(
+            "bar", "instrument", subject, bar.tf, None, bar.start, values, wall_ms
+        )
 
     def on_values(
         self,
@@ -650,3 +710,40 @@ def _emit(feed: _Feed, out: list[Transition], change: Transition) -> None:
 
 def _none_low(value: int | None) -> float:
     return -math.inf if value is None else value
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+
+class FeedState(msgspec.Struct, frozen=True, array_like=True):
+    """A feed as stored with the outputs: enough to continue exactly where it stopped
+    (rows not yet evaluated, per-rule state); revision snapshots are not kept."""
+
+    kind: SubjectKind
+    subject: str
+    tf: str
+    method: HedgeMethod | None
+    delivered: dict[Source, int]
+    rows: list[tuple[int, dict[str, float | None]]]
+    groups: list[tuple[list[Source], int | None, list[tuple[str, int, tuple[Any, ...]]]]]
+
+
+def _state_tuple(st: _RuleState) -> tuple[Any, ...]:
+    return (
+        st.firing, st.started_ts, st.streak, st.last_ts, st.last_fire_ts, st.prev,
+        list(st.window), st.window.maxlen, st.count, st.tests_ts,
+    )  # fmt: skip
+
+
+def _state_from(t: Sequence[Any]) -> _RuleState:
+    window: deque[float] = deque(t[6], maxlen=t[7])
+    return _RuleState(t[0], t[1], t[2], t[3], t[4], t[5], window, t[8], t[9])
+
+
+_FEED_ENCODER = msgspec.msgpack.Encoder()
+_FEED_DECODER = msgspec.msgpack.Decoder(FeedState)
+
+
+def feed_key(subject: str, tf: str, method: str | None) -> str:
+    """The name a feed is stored under."""
+    return f"{subject}|{tf}|{method or ''}"

@@ -401,3 +401,36 @@ def test_stale_fires_on_the_wall_clock_and_resolves_on_new_input() -> None:
     )
     back = engine.on_clock(wall + 41_500)
     assert [(t.state, t.alert_id) for t in back] == [("resolved", fired[0].alert_id)]
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def test_a_feed_exported_mid_stream_and_imported_into_a_new_engine_continues_exactly() -> None:
+    rules = [
+        EXPR,
+        z_rule(">", id="streak", for_bars=3, cooldown="5s"),
+        rule({"kind": "correlation_break", "drop": 0.1, "bars": 4}, id="corr"),
+    ]
+    zs = [zscore(T0 + i * S, z) for i, z in enumerate([0, 3, 3, 3, 0, 3, 3, 3, 3, -3, 0, 3])]
+    st = [stats(T0 + i * S, correlation=0.9 - 0.05 * (i % 5)) for i in range(12)]
+    messages: list[object] = [m for pair in zip(zs, st, strict=True) for m in pair]
+    messages.insert(11, messages.pop(12))  # a row waits on its stats message at the cut
+    whole = run_messages(AlertEngine(rules), messages)
+    first = AlertEngine(rules)
+    before = run_messages(first, messages[:12])
+    saved = [first.export_feed(key) for key in first.feeds()]
+    second = AlertEngine(rules)
+    assert [second.import_feed(data) for data in saved] == first.feeds()
+    after = run_messages(second, messages[12:])
+    assert before + after == whole
+    assert {t.rule.id for t in whole} == {"r1", "streak", "corr"}
+
+
+def test_an_imported_feed_drops_the_state_of_a_rule_changed_since() -> None:
+    engine = AlertEngine([z_rule(">", for_bars=2)])
+    feed(engine, [3.0])
+    (saved,) = [engine.export_feed(key) for key in engine.feeds()]
+    fresh = AlertEngine([z_rule(">", for_bars=2, version=2)])
+    fresh.import_feed(saved)
+    assert feed(fresh, [3.0], start=1) == []  # its streak starts again under version 2

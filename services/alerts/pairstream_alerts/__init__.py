@@ -1,0 +1,1 @@
+"""The alerts service: rules over the analytics topics, alert history and notifications."""

@@ -1,0 +1,408 @@
+"""The alerts worker: analytics and bars in, alert transitions out, exactly once.
+
+One consumer group reads ``analytics.spread``, ``.zscore``, ``.stats`` (keyed by
+pair; the three topics have the same partition count, so a pair's messages all land
+on one worker) and ``bars.<tf>`` (keyed by instrument) and feeds the shared
+:class:`~pairstream.alerts.engine.AlertEngine`. Per batch: the transitions are
+published to ``alerts``, then stored — episodes, events, outbox rows, the state of
+every feed the batch touched and the next offset of every partition — in one
+transaction (database errors are retried, never skipped), then the offsets are
+committed to the broker as well.
+
+The database, not the broker, says where a partition resumes: on assignment the
+stored offset is used when its anchor record is still in the log (else the partition
+starts afresh from the earliest offset, with a WARNING), and the feeds of that
+partition are restored from their stored state. So a restart, a crash or a rebalance
+gives the same transitions with the same ids, and the outbox (keyed by event and
+channel) never holds a notification twice. Undecodable input → dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+
+from pairstream.alerts.engine import AlertEngine, Transition, feed_key
+from pairstream.alerts.rules import Rule, Silence
+from pairstream.alerts.store import CHANNEL, current_rules, put_rule, silences
+from pairstream.checkpoints import Anchor, AnchorVerifier
+from pairstream.clock import Clock
+from pairstream.codec import Codec, MessageDecodeError
+from pairstream.db import connect, connection, create_pool, through_outages
+from pairstream.db.migrate import migrate
+from pairstream.kafka import MessageProducer, TopicRequest, create_consumer, ensure_topics
+from pairstream.messages import Bar, SpreadUpdate, StatsUpdate, ZScoreUpdate, dead_letter
+from pairstream.settings import DatabaseSettings, KafkaSettings, TopicSettings
+from pairstream.supervisor import Backoff
+from pairstream.topics import topic_specs
+
+from .config import AlertsSettings
+from .metrics import AlertsMetrics
+from .notifier import Notifier
+from .store import AlertStore, FeedRow, Offset
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+ANALYTICS = "analytics"  # the feeds of a pair live on partition p of all three topics
+
+DEFAULT_RULE_ID = "default-zscore-1s"
+
+
+def default_rule(entry_z: float) -> Rule:
+    """|z| at or beyond ``entry_z`` on every pair's 1s OLS z-score, to the log."""
+    return Rule.model_validate(
+        {
+            "id": DEFAULT_RULE_ID,
+            "name": f"|z| >= {entry_z:g}",
+            "subject": "*-*",
+            "tf": "1s",
+            "method": "ols",
+            "condition": {
+                "kind": "threshold", "field": "zscore", "op": "outside",
+                "lo": -entry_z, "hi": entry_z,
+            },
+            "severity": "warning",
+            "channels": ["log"],
+            "labels": {"source": "default"},
+        }
+    )  # fmt: skip
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: AlertsWorker) -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.worker.release(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self.worker.take(assigned)
+
+
+class AlertsWorker:
+    """One alerts worker (see the module doc)."""
+
+    def __init__(
+        self,
+        settings: AlertsSettings,
+        clock: Clock,
+        metrics: AlertsMetrics | None = None,
+        kafka: KafkaSettings | None = None,
+        topics: TopicSettings | None = None,
+        db: DatabaseSettings | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.metrics = metrics or AlertsMetrics()
+        self.kafka = kafka or KafkaSettings()
+        self.topics = topics or TopicSettings()
+        self.db = db or DatabaseSettings()
+        t = self.topics
+        self.timeframes = settings.timeframes or t.timeframes
+        self._codecs: dict[str, tuple[str, Codec[Any]]] = {
+            t.spread: ("spread", Codec(t.spread, SpreadUpdate)),
+            t.zscore: ("zscore", Codec(t.zscore, ZScoreUpdate)),
+            t.stats: ("stats", Codec(t.stats, StatsUpdate)),
+        }
+        for tf in self.timeframes:
+            self._codecs[t.bars(tf)] = ("bar", Codec(t.bars(tf), Bar))
+        self.engine = AlertEngine()
+        self.silences: list[Silence] = []
+        self.producer = MessageProducer(self.kafka)
+        self.feed_home: dict[str, tuple[str, int]] = {}  # feed → (ANALYTICS or bars topic, p)
+        self._pool: asyncpg.Pool | None = None
+        self._store: AlertStore | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._verifier = AnchorVerifier(self.kafka)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._reload = asyncio.Event()
+        self._listen_conn: asyncpg.Connection | None = None
+        self.ready = False
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Migrate, create topics, load rules, join the group and start the loops."""
+        t = self.topics
+        self._pool = await self._through_outages("connecting to the database", self._connect)
+        async with connection(self.db) as conn:
+            await migrate(conn, self.db)
+        self._store = AlertStore(self._pool, self.settings.group_id, t.alerts)
+        if self.settings.default_rules:
+            await self._through_outages("installing the default rule", self._install_default)
+        await self._through_outages("loading rules", self._load_rules)
+        wanted = {t.spread, t.zscore, t.stats, t.alerts, t.dead_letter}
+        requests = {
+            s.name: TopicRequest(s.name, s.partitions, t.replication_factor)
+            for s in topic_specs(t)
+            if s.name in wanted
+        }
+        for tf in self.timeframes:
+            name = t.bars(tf)
+            requests.setdefault(name, TopicRequest(name, t.bars_partitions, t.replication_factor))
+        await ensure_topics(list(requests.values()), self.kafka)
+        await self.producer.start()
+        self._consumer = create_consumer(
+            [],
+            self.settings.group_id,
+            self.kafka,
+            session_timeout_ms=int(self.settings.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(self.settings.heartbeat_interval_s * 1000),
+            max_poll_interval_ms=300_000,
+            # partition p of the three analytics topics together: a pair's messages meet
+            partition_assignment_strategy=(RangePartitionAssignor,),
+        )
+        self._consumer.subscribe(sorted(self._codecs), listener=_Rebalance(self))
+        await self._consumer.start()
+        self._tasks = [
+            asyncio.create_task(self._consume_loop(), name="alerts-consume"),
+            asyncio.create_task(self._rules_loop(), name="alerts-rules"),
+            asyncio.create_task(self._notify(), name="alerts-notify"),
+        ]
+        self.ready = True
+        log.info(
+            "alerts %s: %d rules, timeframes %s",
+            self.settings.group_id,
+            len(self.engine.rules.rules),
+            ",".join(self.timeframes),
+        )
+
+    async def _notify(self) -> None:
+        assert self._pool is not None
+        await Notifier(self._pool, self.settings, self.clock, self.metrics).run()
+
+    async def _connect(self) -> asyncpg.Pool:
+        return await create_pool(self.db)
+
+    async def run(self) -> None:
+        """Start, then run until cancelled or a loop fails (raised)."""
+        await self.start()
+        try:
+            done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        """Cancel the loops, leave the group, close."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._consumer.stop()
+        for closing in (self.producer.stop, self._verifier.stop):
+            with contextlib.suppress(Exception):
+                await closing()
+        if self._listen_conn is not None:
+            with contextlib.suppress(Exception):
+                await self._listen_conn.close()
+        if self._pool is not None:
+            with contextlib.suppress(Exception):
+                await self._pool.close()
+
+    async def _through_outages(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+        backoff = Backoff(self.settings.retry_base_s, self.settings.retry_cap_s)
+        return await through_outages(
+            what, operation, backoff.delay, on_failure=self.metrics.db_failures.inc
+        )
+
+    # -- rules -----------------------------------------------------------------
+
+    async def _install_default(self) -> None:
+        """Install the default rule; keep it at the configured level while nobody changed
+        it (a person's edit or removal is kept)."""
+        async with connection(self.db) as conn:
+            last = await conn.fetchrow(
+                "SELECT changed_by, deleted FROM alert_rules WHERE id = $1 "
+                "ORDER BY version DESC LIMIT 1",
+                DEFAULT_RULE_ID,
+            )
+            if last is None or (last["changed_by"] == "default" and not last["deleted"]):
+                rule = default_rule(self.settings.default_entry_z)
+                await put_rule(conn, rule, changed_by="default")
+
+    async def _load_rules(self) -> list[Transition]:
+        assert self._pool is not None
+        rules = await current_rules(self._pool)
+        self.silences = await silences(self._pool, self.clock.now_ms())
+        self.metrics.rules.set(sum(r.enabled for r in rules))
+        return self.engine.set_rules(rules)
+
+    async def _rules_loop(self) -> None:
+        """Reload rules and silences on NOTIFY (within a second), and run the wall-clock
+        rules every ``clock_interval_s``."""
+        assert self._pool is not None
+        self._listen_conn = await self._through_outages(
+            "listening for rule changes", lambda: connect(self.db)
+        )
+        await self._listen_conn.add_listener(CHANNEL, lambda *_: self._reload.set())
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reload.wait(), timeout=self.settings.clock_interval_s)
+            transitions: list[Transition] = []
+            if self._reload.is_set():
+                self._reload.clear()
+                transitions += await self._through_outages("reloading rules", self._load_rules)
+                log.info(
+                    "rules reloaded: %d enabled", sum(r.enabled for r in self.engine.rules.rules)
+                )
+            transitions += self.engine.on_clock(self.clock.now_ms())
+            if transitions:
+                await self._emit(transitions, [], [])
+
+    # -- partitions ------------------------------------------------------------
+
+    def _home(self, topic: str) -> str:
+        return topic if self._codecs[topic][0] == "bar" else ANALYTICS
+
+    def release(self, revoked: list[TopicPartition]) -> None:
+        """Forget the feeds of revoked partitions (their next owner restores them)."""
+        gone = {(self._home(tp.topic), tp.partition) for tp in revoked}
+        for feed, home in list(self.feed_home.items()):
+            if home in gone:
+                self.engine.drop_feed(feed)
+                del self.feed_home[feed]
+
+    async def take(self, assigned: list[TopicPartition]) -> None:
+        """Resume assigned partitions where the database says, restoring their feeds."""
+        assert self._store is not None
+        assert self._consumer is not None
+        store = self._store
+        stored = await self._through_outages(
+            "reading offsets", lambda: store.offsets((tp.topic, tp.partition) for tp in assigned)
+        )
+        homes: dict[str, set[int]] = {}
+        for tp in assigned:
+            offset = stored.get((tp.topic, tp.partition))
+            why = None if offset is None else await self._verifier.check(offset.anchor)
+            if offset is not None and why is None:
+                self._consumer.seek(tp, offset.next_offset)
+                homes.setdefault(self._home(tp.topic), set()).add(tp.partition)
+                continue
+            if offset is not None:
+                where = "no anchor" if offset.anchor is None else offset.anchor.describe()
+                log.warning(
+                    "%s partition %d: discarding the stored alert state (%s): %s; starting afresh",
+                    tp.topic, tp.partition, where, why,
+                )  # fmt: skip
+                forget = functools.partial(
+                    store.forget, tp.topic, self._home(tp.topic), tp.partition
+                )
+                await self._through_outages("discarding alert state", forget)
+            await self._consumer.seek_to_beginning(tp)
+        for home, partitions in homes.items():
+            feeds = functools.partial(store.feeds, home, partitions)
+            rows = await self._through_outages("restoring feeds", feeds)
+            for row in rows:
+                if row.feed not in self.feed_home:
+                    self.engine.import_feed(row.state)
+                    self.feed_home[row.feed] = (row.topic, row.partition)
+        log.info("alerts partitions assigned: %d", len(assigned))
+
+    # -- the loop --------------------------------------------------------------
+
+    async def _consume_loop(self) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        while True:
+            batches = await consumer.getmany(timeout_ms=500, max_records=5_000)
+            if not batches:
+                continue
+            transitions: list[Transition] = []
+            touched: set[str] = set()
+            offsets: list[Offset] = []
+            letters = []
+            now = self.clock.now_ms()
+            for tp, records in batches.items():
+                source, codec = self._codecs[tp.topic]
+                home = (self._home(tp.topic), tp.partition)
+                for record in records:
+                    try:
+                        message = codec.decode(record.value)
+                    except MessageDecodeError as error:
+                        letters.append(await self._dead_letter(tp.topic, record, str(error)))
+                        continue
+                    transitions += self._feed(source, message, now)
+                    key = self._key(source, message)
+                    touched.add(key)
+                    self.feed_home[key] = home
+                self.metrics.consumed.labels(topic=tp.topic).inc(len(records))
+                offsets.append(
+                    Offset(tp.topic, tp.partition, records[-1].offset + 1, Anchor.of(records[-1]))
+                )
+            await self._emit(transitions, sorted(touched), offsets)
+            await asyncio.gather(*letters)
+            await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+
+    def _feed(self, source: str, message: Any, now: int) -> list[Transition]:
+        e = self.engine
+        before = e.evaluations
+        out: list[Transition]
+        if source == "bar":
+            out = e.on_bar(message, wall_ms=now)
+        elif source == "spread":
+            out = e.on_spread(message, wall_ms=now)
+        elif source == "zscore":
+            out = e.on_zscore(message, wall_ms=now)
+        else:
+            out = e.on_stats(message, wall_ms=now)
+        self.metrics.evaluations.inc(e.evaluations - before)
+        return out
+
+    @staticmethod
+    def _key(source: str, message: Any) -> str:
+        if source == "bar":
+            return feed_key(f"{message.market}:{message.symbol}", message.tf, None)
+        return feed_key(message.pair, message.tf, message.method)
+
+    async def _emit(
+        self, transitions: list[Transition], touched: list[str], offsets: list[Offset]
+    ) -> None:
+        """Publish, then store everything in one transaction."""
+        assert self._store is not None
+        store = self._store
+        now = self.clock.now_ms()
+        messages = [t.to_message(now) for t in transitions]
+        futures = [await self.producer.send(self.topics.alerts, m) for m in messages]
+        await asyncio.gather(*futures)
+        for t in transitions:
+            self.metrics.transitions.labels(
+                rule=t.rule.id, severity=t.rule.severity, state=t.state
+            ).inc()
+        feeds = [
+            FeedRow(key, *self.feed_home[key], self.engine.export_feed(key))
+            for key in touched
+            if key in self.feed_home
+        ]
+        silenced = list(self.silences)
+        with self.metrics.store_seconds.time():
+            await self._through_outages(
+                "storing alerts",
+                lambda: store.write(transitions, messages, silenced, feeds, offsets, now),
+            )
+
+    async def _dead_letter(self, topic: str, record: Any, reason: str) -> Any:
+        self.metrics.dead_letters.labels(topic=topic).inc()
+        letter = dead_letter(
+            source=topic,
+            service="alerts",
+            reason=reason,
+            raw=record.value,
+            original_key=None if record.key is None else record.key.decode(errors="replace"),
+            ts_event=None,
+            ts_init=self.clock.now_ms(),
+        )
+        return await self.producer.send(self.topics.dead_letter, letter)
