@@ -11,7 +11,9 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pairstream.messages import Bar, Market, timeframe_ms
 
 if TYPE_CHECKING:
     from pairstream.messages import Message
@@ -267,3 +269,31 @@ def example_messages() -> dict[type[Message], Message]:
             ts_init=t0 + 61_050,
         ),
     }
+
+
+def bar_messages(table: Any, symbol: str, market: Market = "usdm", tf: str = "1s") -> list[Bar]:
+    """Final :class:`Bar` messages of a DataFrame of bars (the batch reference's columns)."""
+    tf_ms = timeframe_ms(tf)
+    return [
+        Bar(
+            market=market,
+            symbol=symbol,
+            tf=tf,
+            start=int(r.start),
+            open=r.open,
+            high=r.high,
+            low=r.low,
+            close=r.close,
+            volume=r.volume,
+            quote_volume=r.quote_volume,
+            trades=int(r.trades),
+            vwap=min(max(r.vwap, r.low), r.high),
+            buy_volume=r.buy_volume,
+            first_trade_id=int(r.first_trade_id),
+            last_trade_id=int(r.last_trade_id),
+            final=True,
+            ts_event=int(r.start) + tf_ms - 1,
+            ts_init=int(r.start) + tf_ms + tf_ms // 2,
+        )
+        for r in table.itertuples(index=False)
+    ]

@@ -35,14 +35,13 @@ from pairstream.kafka import (
 from pairstream.messages import (
     Bar,
     DeadLetter,
-    Market,
     ScanUpdate,
     SpreadUpdate,
     StatsUpdate,
     ZScoreUpdate,
 )
 from pairstream.settings import DatabaseSettings, KafkaSettings, TopicSettings
-from pairstream.testing import ServiceProcess, eventually, recreate_topics, unique
+from pairstream.testing import ServiceProcess, bar_messages, eventually, recreate_topics, unique
 from pairstream_analytics.config import AnalyticsSettings
 from pairstream_analytics.worker import AnalyticsWorker
 
@@ -70,32 +69,6 @@ def analytics_settings(**overrides: Any) -> AnalyticsSettings:
     }
     values.update(overrides)
     return AnalyticsSettings(**values)
-
-
-def bar_messages(table: pd.DataFrame, symbol: str, market: Market = "usdm") -> list[Bar]:
-    return [
-        Bar(
-            market=market,
-            symbol=symbol,
-            tf="1s",
-            start=int(r.start),
-            open=r.open,
-            high=r.high,
-            low=r.low,
-            close=r.close,
-            volume=r.volume,
-            quote_volume=r.quote_volume,
-            trades=int(r.trades),
-            vwap=min(max(r.vwap, r.low), r.high),
-            buy_volume=r.buy_volume,
-            first_trade_id=int(r.first_trade_id),
-            last_trade_id=int(r.last_trade_id),
-            final=True,
-            ts_event=int(r.start) + 999,
-            ts_init=int(r.start) + 1_500,
-        )
-        for r in table.itertuples(index=False)
-    ]
 
 
 def interleaved(recorded_bars: Any) -> list[Bar]:
