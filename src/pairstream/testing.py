@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import inspect
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
 
 from pairstream.messages import Bar, Market, timeframe_ms
 
@@ -297,3 +302,63 @@ def bar_messages(table: Any, symbol: str, market: Market = "usdm", tf: str = "1s
         )
         for r in table.itertuples(index=False)
     ]
+
+
+class WebhookReceiver:
+    """A local webhook endpoint (aiohttp) that counts accepted deliveries per
+    Idempotency-Key and checks the ``X-Pairstream-Signature`` against ``secret``.
+    ``answers`` (statuses, consumed one per request, then ``status``) and ``retry_after``
+    shape its replies; :meth:`stop` and :meth:`start` take it down and bring it back on
+    the same port."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+        self.keys: Counter[str] = Counter()
+        self.bodies: dict[str, dict[str, Any]] = {}
+        self.bad_signatures = 0
+        self.status = 200
+        self.answers: list[int] = []
+        self.retry_after: str | None = None
+        self.requests: list[tuple[str, int]] = []  # (key, status answered)
+        self.port = 0
+        self._runner: Any = None
+
+    @property
+    def url(self) -> str:
+        """Where to POST."""
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def handle(self, request: Any) -> Any:
+        from aiohttp import web
+
+        body = await request.read()
+        key = request.headers.get("Idempotency-Key", "")
+        status = self.answers.pop(0) if self.answers else self.status
+        self.requests.append((key, status))
+        if status >= 300:
+            headers = {"Retry-After": self.retry_after} if self.retry_after else {}
+            return web.Response(status=status, text="nope", headers=headers)
+        want = "sha256=" + hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(want, request.headers.get("X-Pairstream-Signature", "")):
+            self.bad_signatures += 1
+        self.keys[key] += 1
+        self.bodies[key] = orjson.loads(body)
+        return web.Response(status=204)
+
+    async def start(self) -> None:
+        """Listen (again) on 127.0.0.1, on the same port after :meth:`stop`."""
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_post("/hook", self.handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        """Stop listening (connections are refused until :meth:`start`)."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

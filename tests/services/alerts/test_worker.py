@@ -10,8 +10,6 @@ local webhook receiver must get each exactly once, signed.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import os
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -20,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from pairstream.alerts.history import replay_rules
 from pairstream.alerts.rules import Rule
@@ -32,14 +29,14 @@ from pairstream.db.migrate import migrate
 from pairstream.kafka import MessageProducer, contract_topics, create_consumer, ensure_topics
 from pairstream.messages import Alert, Bar
 from pairstream.settings import DatabaseSettings, KafkaSettings, TopicSettings
-from pairstream.testing import ServiceProcess, bar_messages, eventually, unique
+from pairstream.testing import ServiceProcess, WebhookReceiver, bar_messages, eventually, unique
 from pairstream_alerts.config import AlertsSettings
 from pairstream_alerts.worker import AlertsWorker
 from pairstream_analytics.config import AnalyticsSettings
 from pairstream_analytics.worker import AnalyticsWorker
 
 PAIR = "usdm:BTCUSDT-usdm:ETHUSDT"
-SECRET = "s3cret"
+SECRET = "s3cret"  # the receiver fixture's
 
 
 def rules() -> list[Rule]:
@@ -100,47 +97,6 @@ def alerts_settings(hook_url: str, **overrides: Any) -> AlertsSettings:
         **overrides,
     }
     return AlertsSettings(**values)
-
-
-class Receiver:
-    """A webhook endpoint that counts deliveries per Idempotency-Key and checks signatures;
-    ``status`` is what it answers (503 = down for a while)."""
-
-    def __init__(self) -> None:
-        self.keys: Counter[str] = Counter()
-        self.bodies: dict[str, dict[str, Any]] = {}
-        self.bad_signatures = 0
-        self.status = 200
-        self.refused = 0
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        if self.status != 200:
-            self.refused += 1
-            return web.Response(status=self.status)
-        want = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(want, request.headers.get("X-Pairstream-Signature", "")):
-            self.bad_signatures += 1
-        key = request.headers["Idempotency-Key"]
-        self.keys[key] += 1
-        self.bodies[key] = orjson.loads(body)
-        return web.Response(status=204)
-
-
-@asynccontextmanager
-async def receiving() -> AsyncIterator[tuple[Receiver, str]]:
-    receiver = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", receiver.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield receiver, f"http://127.0.0.1:{port}/hook"
-    finally:
-        await runner.cleanup()
 
 
 @asynccontextmanager
@@ -264,15 +220,13 @@ async def test_streamed_alerts_equal_the_rules_over_stored_analytics_and_are_sen
     topic_settings: TopicSettings,
     db_settings: DatabaseSettings,
     recorded_bars: Any,
+    receiver: WebhookReceiver,
 ) -> None:
     rule_set = rules()
     bars = interleaved(recorded_bars)
     await prepare(db_settings, bars, rule_set)
-    async with (
-        receiving() as (receiver, url),
-        collecting_alerts(kafka_settings, topic_settings) as published,
-    ):
-        settings = alerts_settings(url)
+    async with collecting_alerts(kafka_settings, topic_settings) as published:
+        settings = alerts_settings(receiver.url)
         worker = AlertsWorker(
             settings, SystemClock(), kafka=kafka_settings, topics=topic_settings, db=db_settings
         )
@@ -335,49 +289,49 @@ async def test_alerts_killed_mid_stream_and_restarted_give_the_same_alerts_notif
     db_settings: DatabaseSettings,
     recorded_bars: Any,
     tmp_path: Path,
+    receiver: WebhookReceiver,
 ) -> None:
     rule_set = rules()
     bars = interleaved(recorded_bars)
     await prepare(db_settings, bars, rule_set)
     half = len(bars) // 2
-    async with receiving() as (receiver, url):
-        env = process_env(kafka_settings, topic_settings, db_settings, alerts_settings(url))
-        group = unique("analytics")
-        first = ServiceProcess("alerts", env, tmp_path / "first.log")
-        try:
-            await analysed(kafka_settings, topic_settings, db_settings, bars[:half], None, group)
-            await eventually(lambda: _more_than(db_settings, 50), timeout=60)
-            first.kill()
-        finally:
-            first.stop()
-        killed_at = await history_count(db_settings)
-        second = ServiceProcess("alerts", env, tmp_path / "second.log")
-        try:
-            await analysed(
-                kafka_settings, topic_settings, db_settings, bars[half:], recorded_bars, group
-            )
-            expected = await expected_alerts(db_settings, rule_set)
-            ids = {t.event_id for t in expected}
-            await eventually(lambda: set(receiver.keys) >= ids, timeout=90)
-            await asyncio.sleep(1.0)
-        finally:
-            second.stop()
-        log = (tmp_path / "second.log").read_text()
-        assert "Traceback" not in log, log[-3000:]
-        assert 0 < killed_at < len(ids)
-        assert set(receiver.keys) == ids
-        redelivered = sum(n - 1 for n in receiver.keys.values())
-        assert redelivered <= 100  # at most what one claim had in flight at the kill
-        assert receiver.bad_signatures == 0
-        async with connection(db_settings) as conn:
-            stored = {
-                r["event_id"] for r in await conn.fetch("SELECT event_id::text FROM alert_events")
-            }
-            alert_ids = {
-                r["a"] for r in await conn.fetch("SELECT alert_id::text AS a FROM alert_history")
-            }
-        assert stored == ids
-        assert alert_ids == {t.alert_id for t in expected}
+    env = process_env(kafka_settings, topic_settings, db_settings, alerts_settings(receiver.url))
+    group = unique("analytics")
+    first = ServiceProcess("alerts", env, tmp_path / "first.log")
+    try:
+        await analysed(kafka_settings, topic_settings, db_settings, bars[:half], None, group)
+        await eventually(lambda: _more_than(db_settings, 50), timeout=60)
+        first.kill()
+    finally:
+        first.stop()
+    killed_at = await history_count(db_settings)
+    second = ServiceProcess("alerts", env, tmp_path / "second.log")
+    try:
+        await analysed(
+            kafka_settings, topic_settings, db_settings, bars[half:], recorded_bars, group
+        )
+        expected = await expected_alerts(db_settings, rule_set)
+        ids = {t.event_id for t in expected}
+        await eventually(lambda: set(receiver.keys) >= ids, timeout=90)
+        await asyncio.sleep(1.0)
+    finally:
+        second.stop()
+    log = (tmp_path / "second.log").read_text()
+    assert "Traceback" not in log, log[-3000:]
+    assert 0 < killed_at < len(ids)
+    assert set(receiver.keys) == ids
+    redelivered = sum(n - 1 for n in receiver.keys.values())
+    assert redelivered <= 100  # at most what one claim had in flight at the kill
+    assert receiver.bad_signatures == 0
+    async with connection(db_settings) as conn:
+        stored = {
+            r["event_id"] for r in await conn.fetch("SELECT event_id::text FROM alert_events")
+        }
+        alert_ids = {
+            r["a"] for r in await conn.fetch("SELECT alert_id::text AS a FROM alert_history")
+        }
+    assert stored == ids
+    assert alert_ids == {t.alert_id for t in expected}
 
 
 async def _more_than(db: DatabaseSettings, n: int) -> bool:
