@@ -124,20 +124,20 @@ class Notifier:
             UPDATE alert_outbox o SET next_attempt = $3, attempts = o.attempts + 1
             FROM (SELECT event_id, channel FROM alert_outbox
                   WHERE channel = $1 AND status = 'pending' AND next_attempt <= $2
-                  ORDER BY next_attempt, created_at LIMIT $4 FOR UPDATE SKIP LOCKED) due
+                  ORDER BY next_attempt, seq LIMIT $4 FOR UPDATE SKIP LOCKED) due
             WHERE o.event_id = due.event_id AND o.channel = due.channel
-            RETURNING o.event_id::text AS event_id, o.payload::text AS payload, o.attempts,
-                      o.created_at
+            RETURNING o.seq, o.event_id::text AS event_id, o.payload::text AS payload,
+                      o.attempts, o.created_at
             """,
             channel,
             now,
             now + timedelta(seconds=LEASE_S),
             limit,
         )
-        out = [
+        rows = sorted(rows, key=lambda r: r["seq"])  # in the order they were raised
+        return [
             Due(r["event_id"], r["payload"].encode(), r["attempts"], r["created_at"]) for r in rows
         ]
-        return sorted(out, key=lambda d: (d.created_at, d.event_id))
 
     async def _settle(
         self, channel: str, due: Sequence[Due], status: str, error: str | None = None,

@@ -57,6 +57,7 @@ CREATE INDEX IF NOT EXISTS alert_events_alert ON alert_events (alert_id, ts);
 -- Notifications to send, written in the same transaction as the events: one row per
 -- (event, channel); the notifier delivers, retries and finally dead-letters them.
 CREATE TABLE IF NOT EXISTS alert_outbox (
+    seq            bigserial   NOT NULL,
     event_id       uuid        NOT NULL,
     channel        text        NOT NULL,
     payload        jsonb       NOT NULL,
