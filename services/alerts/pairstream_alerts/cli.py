@@ -78,7 +78,8 @@ def _read_rules(path: Path) -> list[dict[str, Any]]:
 
             data = orjson.loads(text)
     except Exception as error:
-        raise fail(ValueError(f"{path}: not valid {path.suffix[1:] or 'JSON'}: {error}")) from error
+        kind = (path.suffix[1:] or "json").upper()
+        raise fail(ValueError(f"{path}: not valid {kind}: {error}")) from error
     items = data if isinstance(data, list) else [data]
     if not items or not all(isinstance(i, dict) for i in items):
         raise fail(ValueError(f"{path}: expected a rule object or a list of them"))
