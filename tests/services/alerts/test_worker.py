@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -37,6 +38,7 @@ from pairstream_analytics.worker import AnalyticsWorker
 
 PAIR = "usdm:BTCUSDT-usdm:ETHUSDT"
 SECRET = "s3cret"  # the receiver fixture's
+T0 = 1_720_000_000_000
 
 
 def rules() -> list[Rule]:
@@ -336,3 +338,44 @@ async def test_alerts_killed_mid_stream_and_restarted_give_the_same_alerts_notif
 
 async def _more_than(db: DatabaseSettings, n: int) -> bool:
     return await history_count(db) > n
+
+
+async def test_a_rule_added_while_running_applies_without_a_restart(
+    kafka_settings: KafkaSettings,
+    topic_settings: TopicSettings,
+    db_settings: DatabaseSettings,
+    receiver: WebhookReceiver,
+) -> None:
+    from pairstream.messages import ZScoreUpdate
+
+    async with connection(db_settings) as conn:
+        await migrate(conn, db_settings)
+    worker = AlertsWorker(
+        alerts_settings(receiver.url), SystemClock(), kafka=kafka_settings,
+        topics=topic_settings, db=db_settings,
+    )  # fmt: skip
+    rule = Rule.model_validate(
+        {"id": "live", "name": "live", "subject": PAIR, "channels": ["hook"],
+         "condition": {"kind": "threshold", "field": "zscore", "op": ">", "value": 2}}
+    )  # fmt: skip
+    async with collecting_alerts(kafka_settings, topic_settings) as published, running(worker):
+        assert worker.engine.rules.rules == ()
+        async with connection(db_settings) as conn:
+            started = time.monotonic()
+            await put_rule(conn, rule)
+            await eventually(lambda: worker.engine.rules.rules == (rule,), timeout=5)
+            took = time.monotonic() - started
+        z = ZScoreUpdate(
+            pair=PAIR, tf="1s", ts=T0, window=60, spread=1.0, mean=0.0, std=1.0, zscore=3.0,
+            ts_event=T0 + 1000, ts_init=T0 + 1000,
+        )  # fmt: skip
+        async with MessageProducer(kafka_settings) as producer:
+            await (await producer.send(topic_settings.zscore, z))
+        await eventually(lambda: [a.rule_id for a in published] == ["live"], timeout=30)
+        await eventually(lambda: len(receiver.keys) == 1, timeout=10)
+        async with connection(db_settings) as conn:
+            from pairstream.alerts.store import set_enabled
+
+            await set_enabled(conn, "live", False)
+        await eventually(lambda: not worker.engine.rules.rules[0].enabled, timeout=5)
+    assert took < 1.0, f"rule change applied after {took:.3f} s"
