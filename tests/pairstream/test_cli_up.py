@@ -21,7 +21,7 @@ from pairstream.codec import Codec
 from pairstream.db.migrate import load_migrations
 from pairstream.infra.manager import port_in_use
 from pairstream.kafka import create_consumer
-from pairstream.messages import Bar, Message, SpreadUpdate, TickRun
+from pairstream.messages import Alert, Bar, Message, SpreadUpdate, TickRun
 from pairstream.settings import KafkaSettings, TopicSettings
 from pairstream.testing import eventually
 
@@ -36,7 +36,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def first_message(bootstrap: str, topic: str, codec: Codec[M]) -> M:
+async def first_message(bootstrap: str, topic: str, codec: Codec[M], timeout: float = 45) -> M:
     consumer = create_consumer([topic], None, KafkaSettings(bootstrap=bootstrap))
     await consumer.start()
     got: list[M] = []
@@ -47,13 +47,13 @@ async def first_message(bootstrap: str, topic: str, codec: Codec[M]) -> M:
             got.extend(codec.decode(r.value) for records in batch.values() for r in records)
             return bool(got)
 
-        await eventually(arrived, timeout=45)
+        await eventually(arrived, timeout=timeout)
     finally:
         await consumer.stop()
     return got[0]
 
 
-def test_up_runs_ingest_resampler_and_analytics_offline_and_stops_cleanly_on_sigterm(
+def test_up_runs_every_service_offline_raises_a_default_alert_and_stops_cleanly_on_sigterm(
     tmp_path: Path,
 ) -> None:
     env = {
@@ -65,6 +65,7 @@ def test_up_runs_ingest_resampler_and_analytics_offline_and_stops_cleanly_on_sig
     env["INGEST_METRICS_PORT"] = str(free_port())
     env["RESAMPLER_METRICS_PORT"] = str(free_port())
     env["ANALYTICS_METRICS_PORT"] = str(free_port())
+    env["ALERTS_METRICS_PORT"] = str(free_port())
     proc = subprocess.Popen(
         [sys.executable, "-m", "pairstream", "up"],
         env=env,
@@ -92,7 +93,7 @@ def test_up_runs_ingest_resampler_and_analytics_offline_and_stops_cleanly_on_sig
         assert all(port_in_use("127.0.0.1", p) for p in ports)
         versions = [m.version for m in load_migrations()]
         assert f"schema public (plain): applied {versions}" in "".join(seen)
-        assert "services: ingest, resampler, analytics." in "".join(seen)
+        assert "services: ingest, resampler, analytics, alerts." in "".join(seen)
         bootstrap, topics = f"127.0.0.1:{ports[0]}", TopicSettings()
         run = asyncio.run(first_message(bootstrap, topics.ticks, Codec(topics.ticks, TickRun)))
         assert run.source == "synthetic"
@@ -107,6 +108,18 @@ def test_up_runs_ingest_resampler_and_analytics_offline_and_stops_cleanly_on_sig
         )
         assert spread.pair == "usdm:BTCUSDT-usdm:ETHUSDT"
         assert spread.method == "kalman"  # the windowed methods need 300 bars first
+        # the default rule: |z| >= ANALYTICS_ENTRY_Z on the Kalman z-score, once its 60-bar
+        # window is full (a minute of 1s bars)
+        alert = asyncio.run(
+            first_message(bootstrap, topics.alerts, Codec(topics.alerts, Alert), timeout=120)
+        )
+        assert (alert.rule_id, alert.state, alert.method) == (
+            "default-zscore-1s",
+            "firing",
+            "kalman",
+        )
+        assert alert.value is not None
+        assert abs(alert.value) >= 2.0
         family = psutil.Process(proc.pid).children(recursive=True)
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)

@@ -58,14 +58,15 @@ DEFAULT_RULE_ID = "default-zscore-1s"
 
 
 def default_rule(entry_z: float) -> Rule:
-    """|z| at or beyond ``entry_z`` on every pair's 1s OLS z-score, to the log."""
+    """|z| at or beyond ``entry_z`` on every pair's 1s Kalman z-score, to the log (the
+    Kalman hedge needs no window: its z-scores come first, after ``zscore_window`` bars)."""
     return Rule.model_validate(
         {
             "id": DEFAULT_RULE_ID,
             "name": f"|z| >= {entry_z:g}",
             "subject": "*-*",
             "tf": "1s",
-            "method": "ols",
+            "method": "kalman",
             "condition": {
                 "kind": "threshold", "field": "zscore", "op": "outside",
                 "lo": -entry_z, "hi": entry_z,
