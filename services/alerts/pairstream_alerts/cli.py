@@ -386,6 +386,49 @@ def rule_test(
     err().print(f"{fired} alerts would have fired ({len(transitions)} transitions)")
 
 
+def bench_alerts(
+    rules: Annotated[int, typer.Option(min=1, help="Rules (spread over the pairs).")] = 1_000,
+    pairs: Annotated[int, typer.Option(min=1, help="Pairs.")] = 100,
+    bars: Annotated[int, typer.Option(min=10, help="Bars of z-scores per pair.")] = 300,
+    rate: Annotated[float, typer.Option(min=1, help="Messages/s of the latency run.")] = 200.0,
+    seconds: Annotated[float, typer.Option(min=2, help="Length of the latency run.")] = 8.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Rule evaluations/s (threshold and expression rules) in one worker vs a raw consumer;
+    p99 analytics message → alert on `alerts`."""
+    import asyncio
+
+    from pairstream.cliutil import bench_infra, measures, print_bench
+    from pairstream_alerts.bench import bench_alerts as run_bench
+
+    with bench_infra(), err().status("benchmarking alerts (engine, worker, baseline, latency)…"):
+        r = asyncio.run(
+            run_bench(n_rules=rules, n_pairs=pairs, bars=bars, rate=rate, seconds=seconds)
+        )
+    if as_json:
+        print(r.as_json().decode())
+        return
+    table = measures(
+        f"pairstream bench alerts ({r.rules:,} rules over {r.pairs} pairs, {r.messages:,} "
+        f"z-scores, {r.cpus} CPUs)"
+    )
+    table.add_row("engine alone: threshold rules", f"{r.engine_threshold_evals_per_s:,} evals/s")
+    table.add_row("engine alone: expression rules", f"{r.engine_expression_evals_per_s:,} evals/s")
+    table.add_row("one worker: threshold rules", f"{r.worker_threshold_evals_per_s:,} evals/s")
+    table.add_row("one worker: expression rules", f"{r.worker_expression_evals_per_s:,} evals/s")
+    table.add_row(
+        "one worker vs raw consume+decode (messages)",
+        f"{r.worker_messages_per_s:,} vs {r.raw_messages_per_s:,} msg/s ({r.ratio_to_raw:.3f})",
+    )
+    table.add_row(
+        f"z-score sent → alert on `alerts` ({r.latency_alerts:,} at {r.latency_rate_per_s:g}/s)",
+        f"p50 {r.latency_p50_ms:.1f} ms, p99 {r.latency_p99_ms:.1f} ms, "
+        f"max {r.latency_max_ms:.1f} ms",
+    )
+    print_bench(table, r.targets)
+
+
 def register(app: typer.Typer, bench: typer.Typer) -> None:
-    """Add ``alerts`` (with its subcommands) to ``pairstream``."""
+    """Add ``alerts`` (with its subcommands) to ``pairstream``; ``alerts`` to its bench group."""
     app.add_typer(alerts_app, name="alerts")
+    bench.command("alerts")(bench_alerts)

@@ -127,6 +127,9 @@ class AlertsWorker:
         self._tasks: list[asyncio.Task[None]] = []
         self._reload = asyncio.Event()
         self._listen_conn: asyncpg.Connection | None = None
+        self.stored_records = 0  # input records whose outputs are stored
+        self.first_batch_at: float | None = None  # clock.monotonic() of the first input
+        self.positions: dict[TopicPartition, int] = {}  # next offset to use per partition
         self.ready = False
 
     # -- lifecycle -------------------------------------------------------------
@@ -271,6 +274,8 @@ class AlertsWorker:
 
     def release(self, revoked: list[TopicPartition]) -> None:
         """Forget the feeds of revoked partitions (their next owner restores them)."""
+        for tp in revoked:
+            self.positions.pop(tp, None)
         gone = {(self._home(tp.topic), tp.partition) for tp in revoked}
         for feed, home in list(self.feed_home.items()):
             if home in gone:
@@ -278,21 +283,28 @@ class AlertsWorker:
                 del self.feed_home[feed]
 
     async def take(self, assigned: list[TopicPartition]) -> None:
-        """Resume assigned partitions where the database says, restoring their feeds."""
+        """Resume assigned partitions where the database says, restoring their feeds.
+
+        Records fetched while this runs are dropped (the partition has no position yet);
+        the seeks at the end, with no await between them and the positions, read them
+        again."""
         assert self._store is not None
         assert self._consumer is not None
-        store = self._store
+        store, consumer = self._store, self._consumer
         stored = await self._through_outages(
             "reading offsets", lambda: store.offsets((tp.topic, tp.partition) for tp in assigned)
         )
         homes: dict[str, set[int]] = {}
+        starts: dict[TopicPartition, int] = {}
+        afresh: list[TopicPartition] = []
         for tp in assigned:
             offset = stored.get((tp.topic, tp.partition))
             why = None if offset is None else await self._verifier.check(offset.anchor)
             if offset is not None and why is None:
-                self._consumer.seek(tp, offset.next_offset)
+                starts[tp] = offset.next_offset
                 homes.setdefault(self._home(tp.topic), set()).add(tp.partition)
                 continue
+            afresh.append(tp)
             if offset is not None:
                 where = "no anchor" if offset.anchor is None else offset.anchor.describe()
                 log.warning(
@@ -303,7 +315,8 @@ class AlertsWorker:
                     store.forget, tp.topic, self._home(tp.topic), tp.partition
                 )
                 await self._through_outages("discarding alert state", forget)
-            await self._consumer.seek_to_beginning(tp)
+        if afresh:
+            starts.update(await consumer.beginning_offsets(afresh))
         for home, partitions in homes.items():
             feeds = functools.partial(store.feeds, home, partitions)
             rows = await self._through_outages("restoring feeds", feeds)
@@ -311,6 +324,9 @@ class AlertsWorker:
                 if row.feed not in self.feed_home:
                     self.engine.import_feed(row.state)
                     self.feed_home[row.feed] = (row.topic, row.partition)
+        for tp, start in starts.items():
+            consumer.seek(tp, start)
+        self.positions.update(starts)
         log.info("alerts partitions assigned: %d", len(assigned))
 
     # -- the loop --------------------------------------------------------------
@@ -322,14 +338,25 @@ class AlertsWorker:
             batches = await consumer.getmany(timeout_ms=500, max_records=5_000)
             if not batches:
                 continue
+            if self.first_batch_at is None:
+                self.first_batch_at = self.clock.monotonic()
             transitions: list[Transition] = []
             touched: set[str] = set()
             offsets: list[Offset] = []
             letters = []
             now = self.clock.now_ms()
-            for tp, records in batches.items():
+            for tp, fetched in batches.items():
                 source, codec = self._codecs[tp.topic]
                 home = (self._home(tp.topic), tp.partition)
+                position = self.positions.get(tp)
+                if position is None:  # fetched before its assignment was set up: read again
+                    continue
+                # a record before the position is one already used (fetched before a seek)
+                records = [r for r in fetched if r.offset >= position]
+                self.metrics.consumed.labels(topic=tp.topic).inc(len(fetched))
+                if not records:
+                    continue
+                self.positions[tp] = records[-1].offset + 1
                 for record in records:
                     try:
                         message = codec.decode(record.value)
@@ -340,13 +367,15 @@ class AlertsWorker:
                     key = self._key(source, message)
                     touched.add(key)
                     self.feed_home[key] = home
-                self.metrics.consumed.labels(topic=tp.topic).inc(len(records))
                 offsets.append(
                     Offset(tp.topic, tp.partition, records[-1].offset + 1, Anchor.of(records[-1]))
                 )
             await self._emit(transitions, sorted(touched), offsets)
             await asyncio.gather(*letters)
-            await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+            self.stored_records += sum(len(records) for records in batches.values())
+            await consumer.commit(
+                {tp: self.positions[tp] for tp in batches if tp in self.positions}
+            )
 
     def _feed(self, source: str, message: Any, now: int) -> list[Transition]:
         e = self.engine

@@ -30,7 +30,7 @@ import math
 import statistics
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -71,6 +71,7 @@ ROWS_KEPT = 4_096
 SNAPSHOT_EVERY = 32
 SNAPSHOTS_KEPT = 8
 
+_MISSING = object()
 _NAMESPACE = uuid.UUID("6f1c7e0a-4b8e-5d2c-9a53-2e7d1f0b8c41")
 
 
@@ -263,6 +264,58 @@ def _check(rule: Rule, values: Values, st: _RuleState) -> Outcome:
             return None, None, None
 
 
+Check = Callable[[Values, "_RuleState"], Outcome]
+
+
+def compile_check(rule: Rule) -> Check:
+    """``rule``'s condition as one function; thresholds specialised (the hot path)."""
+    c = rule.condition
+    if not isinstance(c, Threshold) or c.op in ("cross_above", "cross_below"):
+        return lambda values, st: _check(rule, values, st)
+    name = c.field
+    if c.op in ("outside", "inside"):
+        lo, hi = c.lo, c.hi
+        assert lo is not None
+        assert hi is not None
+        if c.op == "outside":
+
+            def outside(values: Values, st: _RuleState) -> Outcome:
+                v = values.get(name)
+                if v is None:
+                    return _NULL
+                st.prev = v
+                if v >= hi:
+                    return True, v, hi
+                return v <= lo, v, lo
+
+            return outside
+        mid = (lo + hi) / 2
+
+        def inside(values: Values, st: _RuleState) -> Outcome:
+            v = values.get(name)
+            if v is None:
+                return _NULL
+            st.prev = v
+            return lo <= v <= hi, v, hi if v > mid else lo
+
+        return inside
+    t = c.value
+    assert t is not None
+    compare = {">": float.__gt__, ">=": float.__ge__, "<": float.__lt__, "<=": float.__le__}[c.op]
+
+    def one_sided(values: Values, st: _RuleState) -> Outcome:
+        v = values.get(name)
+        if v is None:
+            return _NULL
+        st.prev = v
+        return compare(float(v), t), v, t
+
+    return one_sided
+
+
+_NULL: Outcome = (None, None, None)
+
+
 def _cleared(rule: Rule, value: float | None) -> bool:
     """Whether a value is back beyond the rule's ``clear`` level (always, without one)."""
     clear = rule.clear
@@ -314,6 +367,7 @@ class _Group:
     rules: list[Rule]
     states: list[_RuleState]
     cursor: int | None = None  # last row considered
+    checks: list[Check] = field(default_factory=list)
     rows_done: int = 0
     snapshots: deque[tuple[int, list[_RuleState]]] = field(
         default_factory=lambda: deque(maxlen=SNAPSHOTS_KEPT)
@@ -351,6 +405,9 @@ class AlertEngine:
         self.evaluations = 0
         self.revisions = 0
         self.revisions_too_old = 0
+        self.duplicates = 0
+        self._checks: dict[tuple[str, int], Check] = {}
+        self._check_rules: dict[tuple[str, int], Rule] = {}
 
     # ------------------------------------------------------------------ rules
 
@@ -416,6 +473,7 @@ class AlertEngine:
                 if rule is not None:
                     group.rules.append(rule)
                     group.states.append(_state_from(state))
+                    group.checks.append(self._compiled(rule))
             feed.groups.append(group)
         self._feeds[(s.subject, s.tf, s.method)] = feed
         self._regroup(feed)
@@ -469,16 +527,20 @@ class AlertEngine:
         feed = self._feed(kind, subject, tf, method)
         if wall_ms is not None:
             self._seen_live(feed, ts, wall_ms)
+        last = feed.delivered.get(source)
+        revised = last is not None and ts <= last
         row = feed.rows.get(ts)
         if row is None:
             if len(feed.ts) >= ROWS_KEPT:
                 self._prune(feed, force=True)
             row = feed.rows[ts] = {}
             bisect.insort(feed.ts, ts)
+        elif revised and all(row.get(k, _MISSING) == v for k, v in values.items()):
+            self.duplicates += 1  # delivered again as it was (a producer retry): nothing to do
+            return []
         row.update(values)
-        last = feed.delivered.get(source)
         out: list[Transition] = []
-        if last is not None and ts <= last:
+        if revised:
             self.revisions += 1
             for group in feed.groups:
                 if source in group.sources and group.cursor is not None and ts <= group.cursor:
@@ -562,6 +624,14 @@ class AlertEngine:
             self._regroup(feed)
         return feed
 
+    def _compiled(self, rule: Rule) -> Check:
+        key = (rule.id, rule.version)
+        check = self._checks.get(key)
+        if check is None or self._check_rules.get(key) is not rule:
+            check = self._checks[key] = compile_check(rule)
+            self._check_rules[key] = rule
+        return check
+
     def _regroup(self, feed: _Feed) -> None:
         """Match the current rules to a feed, keeping the state of unchanged rules."""
         old: dict[tuple[str, int], tuple[_RuleState, _Group]] = {}
@@ -583,6 +653,7 @@ class AlertEngine:
                 target = groups[sources] = _Group(sources, [], [], cursor)
             target.rules.append(rule)
             target.states.append(kept[0] if kept is not None else _RuleState())
+            target.checks.append(self._compiled(rule))
         feed.groups = list(groups.values())
         feed.rules_seen = self.rules
 
@@ -599,8 +670,8 @@ class AlertEngine:
                 group.snapshots.append((ts, [st.copy() for st in group.states]))
             group.rows_done += 1
             row = feed.rows[ts]
-            for rule, st in zip(group.rules, group.states, strict=True):
-                self._evaluate(feed, rule, st, ts, row, out)
+            for rule, st, check in zip(group.rules, group.states, group.checks, strict=True):
+                self._evaluate(feed, rule, st, ts, row, out, check)
             group.cursor = ts
 
     def _evaluate(
@@ -611,13 +682,14 @@ class AlertEngine:
         ts: int,
         row: Values,
         out: list[Transition] | None,
+        check: Check,
     ) -> None:
         if st.last_ts is not None and ts - st.last_ts > rule.nodata_bars * feed.tf_ms:
             gap_ts = st.last_ts + rule.nodata_bars * feed.tf_ms
             if st.firing and out is not None:
                 _emit(feed, out, self._transition(feed, rule, st, "nodata", gap_ts, None, None))
             st.reset()
-        holds, value, threshold = _check(rule, row, st)
+        holds, value, threshold = check(row, st)
         if holds is None:
             return
         self.evaluations += 1

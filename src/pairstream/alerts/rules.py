@@ -418,18 +418,33 @@ class Silence(_Strict):
 
 @dataclass(frozen=True, slots=True)
 class RuleSet:
-    """Enabled rules, with their subject matches cached."""
+    """Enabled rules, indexed by exact subject (globs scanned), matches cached."""
 
     rules: tuple[Rule, ...]
+    _exact: dict[str, list[Rule]] = field(default_factory=dict)
+    _globs: list[Rule] = field(default_factory=list)
     _matches: dict[tuple[str, str], tuple[Rule, ...]] = field(default_factory=dict)
+    _order: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for n, rule in enumerate(self.rules):
+            self._order[id(rule)] = n
+            if not rule.enabled:
+                continue
+            if is_glob(rule.subject):
+                self._globs.append(rule)
+            else:
+                self._exact.setdefault(rule.subject, []).append(rule)
 
     def for_subject(self, kind: SubjectKind, subject: str) -> tuple[Rule, ...]:
-        """Enabled rules that watch ``subject``."""
+        """Enabled rules that watch ``subject``, in the order they were given."""
         key = (kind, subject)
         found = self._matches.get(key)
         if found is None:
-            found = tuple(
-                r for r in self.rules if r.enabled and r.kind == kind and r.applies_to(subject)
-            )
+            candidates = self._exact.get(subject, []) + [
+                r for r in self._globs if fnmatch.fnmatchcase(subject, r.subject)
+            ]
+            candidates.sort(key=lambda r: self._order[id(r)])
+            found = tuple(r for r in candidates if r.kind == kind)
             self._matches[key] = found
         return found
