@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import KafkaError
 
 from pairstream.alerts.engine import AlertEngine, Transition, feed_key
 from pairstream.alerts.rules import Rule, Silence
@@ -117,6 +118,7 @@ class AlertsWorker:
         for tf in self.timeframes:
             self._codecs[t.bars(tf)] = ("bar", Codec(t.bars(tf), Bar))
         self.engine = AlertEngine()
+        self.metrics.firing.set_function(self.engine.firing)
         self.silences: list[Silence] = []
         self.producer = MessageProducer(self.kafka)
         self.feed_home: dict[str, tuple[str, int]] = {}  # feed → (ANALYTICS or bars topic, p)
@@ -129,6 +131,7 @@ class AlertsWorker:
         self._listen_conn: asyncpg.Connection | None = None
         self.stored_records = 0  # input records whose outputs are stored
         self.first_batch_at: float | None = None  # clock.monotonic() of the first input
+        self._storing: asyncio.Task[None] | None = None
         self.positions: dict[TopicPartition, int] = {}  # next offset to use per partition
         self.ready = False
 
@@ -198,9 +201,12 @@ class AlertsWorker:
             await self.stop()
 
     async def stop(self) -> None:
-        """Cancel the loops, leave the group, close."""
+        """Cancel the loops, finish the store in progress, leave the group, close."""
         for task in self._tasks:
             task.cancel()
+        if self._storing is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._storing
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
@@ -265,7 +271,7 @@ class AlertsWorker:
                 )
             transitions += self.engine.on_clock(self.clock.now_ms())
             if transitions:
-                await self._emit(transitions, [], [])
+                await (await self._emit(transitions, [], []))()
 
     # -- partitions ------------------------------------------------------------
 
@@ -370,12 +376,27 @@ class AlertsWorker:
                 offsets.append(
                     Offset(tp.topic, tp.partition, records[-1].offset + 1, Anchor.of(records[-1]))
                 )
-            await self._emit(transitions, sorted(touched), offsets)
+            store = await self._emit(transitions, sorted(touched), offsets)
             await asyncio.gather(*letters)
-            self.stored_records += sum(len(records) for records in batches.values())
-            await consumer.commit(
-                {tp: self.positions[tp] for tp in batches if tp in self.positions}
-            )
+            # this batch is stored while the next one is read and evaluated (in order)
+            if self._storing is not None:
+                await self._storing
+            commit = {tp: p for tp, p in self.positions.items() if tp in batches}
+            count = sum(len(records) for records in batches.values())
+            self._storing = asyncio.create_task(self._store_and_commit(store, commit, count))
+
+    async def _store_and_commit(
+        self, store: Callable[[], Awaitable[None]], commit: dict[TopicPartition, int], count: int
+    ) -> None:
+        await store()
+        self.stored_records += count
+        assert self._consumer is not None
+        if not commit:
+            return
+        try:  # the database holds the offsets; the group's copy only shows lag
+            await self._consumer.commit(commit)
+        except KafkaError as error:
+            log.warning("committing offsets to the group failed (the database has them): %s", error)
 
     def _feed(self, source: str, message: Any, now: int) -> list[Transition]:
         e = self.engine
@@ -400,8 +421,9 @@ class AlertsWorker:
 
     async def _emit(
         self, transitions: list[Transition], touched: list[str], offsets: list[Offset]
-    ) -> None:
-        """Publish, then store everything in one transaction."""
+    ) -> Callable[[], Awaitable[None]]:
+        """Publish (acked when this returns); the store of everything, in one transaction,
+        is returned to be awaited."""
         assert self._store is not None
         store = self._store
         now = self.clock.now_ms()
@@ -418,11 +440,15 @@ class AlertsWorker:
             if key in self.feed_home
         ]
         silenced = list(self.silences)
-        with self.metrics.store_seconds.time():
-            await self._through_outages(
-                "storing alerts",
-                lambda: store.write(transitions, messages, silenced, feeds, offsets, now),
-            )
+
+        async def stored() -> None:
+            with self.metrics.store_seconds.time():
+                await self._through_outages(
+                    "storing alerts",
+                    lambda: store.write(transitions, messages, silenced, feeds, offsets, now),
+                )
+
+        return stored
 
     async def _dead_letter(self, topic: str, record: Any, reason: str) -> Any:
         self.metrics.dead_letters.labels(topic=topic).inc()

@@ -429,6 +429,13 @@ class AlertEngine:
 
     # ------------------------------------------------------------------ checkpoints
 
+    def firing(self) -> int:
+        """Episodes firing now (summed over every rule state: for a metric scrape)."""
+        stale = sum(s.firing is not None for s in self._stale.values())
+        return stale + sum(
+            st.firing for feed in self._feeds.values() for g in feed.groups for st in g.states
+        )
+
     def feeds(self) -> list[str]:
         """The keys of every feed the engine holds."""
         return [feed_key(*key) for key in self._feeds]

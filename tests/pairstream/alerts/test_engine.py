@@ -434,3 +434,13 @@ def test_an_imported_feed_drops_the_state_of_a_rule_changed_since() -> None:
     fresh = AlertEngine([z_rule(">", for_bars=2, version=2)])
     fresh.import_feed(saved)
     assert feed(fresh, [3.0], start=1) == []  # its streak starts again under version 2
+
+
+def test_firing_counts_the_episodes_firing_now() -> None:
+    engine = AlertEngine([z_rule(">"), z_rule(">", id="r2", for_bars=2)])
+    feed(engine, [3.0])
+    assert engine.firing() == 1
+    feed(engine, [3.0], start=1)
+    assert engine.firing() == 2
+    feed(engine, [0.0], start=2)
+    assert engine.firing() == 0
