@@ -458,10 +458,12 @@ def test_overlay_builds_with_kustomize_and_points_secret_refs_at_generated_secre
     assert result.returncode == 0, result.stderr
     docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
     assert {doc["metadata"].get("namespace", "pairstream") for doc in docs} == {"pairstream"}
-    (secret,) = [doc["metadata"]["name"] for doc in docs if doc["kind"] == "Secret"]
-    assert secret.startswith("pairstream-db-")  # content hash: changes roll the pods
-    referenced = set(re.findall(r"name: (pairstream-db\S*)", result.stdout))
-    assert referenced == {secret}
+    secrets = sorted(doc["metadata"]["name"] for doc in docs if doc["kind"] == "Secret")
+    assert [s.rsplit("-", 1)[0] for s in secrets] == ["pairstream-alerts", "pairstream-db"]
+    for secret in secrets:  # names carry a content hash: a change rolls the pods
+        base = secret.rsplit("-", 1)[0]
+        referenced = set(re.findall(rf"name: ({base}-\S*)", result.stdout))
+        assert referenced == {secret}
     kinds = {doc["kind"] for doc in docs}
     assert ("StatefulSet" in kinds) == (overlay == "dev")
 
