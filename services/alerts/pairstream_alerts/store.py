@@ -117,8 +117,10 @@ class AlertStore:
         feeds: Sequence[FeedRow],
         offsets: Sequence[Offset],
         now_ms: int,
+        held: frozenset[str] = frozenset(),
     ) -> None:
-        """Everything one batch changed, in one transaction."""
+        """Everything one batch changed, in one transaction; notifications of ``held``
+        events (over the storm cap) are recorded as held, not sent."""
         history = []
         events = []
         outbox = []
@@ -136,7 +138,7 @@ class AlertStore:
             events.append((t.event_id, t.alert_id, t.state, ts(t.ts), payload, ts(m.ts_init)))
             muted = any(s.mutes(t.rule.id, t.subject, now_ms) for s in silences)
             for channel in t.rule.channels:
-                status = "silenced" if muted else "pending"
+                status = "silenced" if muted else "held" if t.event_id in held else "pending"
                 outbox.append((t.event_id, channel, payload, status, ts(now_ms)))
         async with self.pool.acquire() as conn, conn.transaction():
             if history:

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -40,7 +41,14 @@ from pairstream.codec import Codec, MessageDecodeError
 from pairstream.db import connect, connection, create_pool, through_outages
 from pairstream.db.migrate import migrate
 from pairstream.kafka import MessageProducer, TopicRequest, create_consumer, ensure_topics
-from pairstream.messages import Bar, SpreadUpdate, StatsUpdate, ZScoreUpdate, dead_letter
+from pairstream.messages import (
+    Bar,
+    SpreadUpdate,
+    StatsUpdate,
+    ZScoreUpdate,
+    dead_letter,
+    timeframe_ms,
+)
 from pairstream.settings import DatabaseSettings, KafkaSettings, TopicSettings
 from pairstream.supervisor import Backoff
 from pairstream.topics import topic_specs
@@ -132,6 +140,7 @@ class AlertsWorker:
         self.stored_records = 0  # input records whose outputs are stored
         self.first_batch_at: float | None = None  # clock.monotonic() of the first input
         self._storing: asyncio.Task[None] | None = None
+        self._storm: dict[str, deque[int]] = {}  # rule → bar ts of its recent fires
         self.positions: dict[TopicPartition, int] = {}  # next offset to use per partition
         self.ready = False
 
@@ -440,15 +449,36 @@ class AlertsWorker:
             if key in self.feed_home
         ]
         silenced = list(self.silences)
+        held = self._over_storm_cap(transitions)
 
         async def stored() -> None:
             with self.metrics.store_seconds.time():
                 await self._through_outages(
                     "storing alerts",
-                    lambda: store.write(transitions, messages, silenced, feeds, offsets, now),
+                    lambda: store.write(transitions, messages, silenced, feeds, offsets, now, held),
                 )
 
         return stored
+
+    def _over_storm_cap(self, transitions: list[Transition]) -> frozenset[str]:
+        """Firing alerts beyond ``ALERTS_STORM_CAP`` of one rule within ``ALERTS_STORM_BARS``
+        bars (event time): recorded, but their notifications held. Counted in memory, so
+        a restart starts counting afresh."""
+        held = set()
+        cap, bars = self.settings.storm_cap, self.settings.storm_bars
+        for t in transitions:
+            if t.state != "firing":
+                continue
+            fired = self._storm.setdefault(t.rule.id, deque())
+            since = t.ts - bars * timeframe_ms(t.tf)
+            while fired and fired[0] <= since:
+                fired.popleft()
+            if len(fired) >= cap:
+                held.add(t.event_id)
+                self.metrics.notifications.labels(channel="*", outcome="held").inc()
+                continue
+            fired.append(t.ts)
+        return frozenset(held)
 
     async def _dead_letter(self, topic: str, record: Any, reason: str) -> Any:
         self.metrics.dead_letters.labels(topic=topic).inc()
