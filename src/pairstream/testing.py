@@ -319,6 +319,7 @@ class WebhookReceiver:
         self.status = 200
         self.answers: list[int] = []
         self.retry_after: str | None = None
+        self.delay_s = 0.0  # how long each answer takes
         self.requests: list[tuple[str, int]] = []  # (key, status answered)
         self.port = 0
         self._runner: Any = None
@@ -332,6 +333,8 @@ class WebhookReceiver:
         from aiohttp import web
 
         body = await request.read()
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         key = request.headers.get("Idempotency-Key", "")
         status = self.answers.pop(0) if self.answers else self.status
         self.requests.append((key, status))

@@ -26,6 +26,12 @@ class AlertsMetrics:
             registry=r,
         )
         self.rules = Gauge("alerts_rules", "Enabled rules.", registry=r)
+        self.consumer_lag = Gauge(
+            "alerts_consumer_lag",
+            "Records not yet read, per input topic (last known high watermark − position).",
+            ["topic"],
+            registry=r,
+        )
         self.firing = Gauge("alerts_firing", "Episodes firing now.", registry=r)
         self.notifications = Counter(
             "alerts_notifications",

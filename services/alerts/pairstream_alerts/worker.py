@@ -278,9 +278,21 @@ class AlertsWorker:
                 log.info(
                     "rules reloaded: %d enabled", sum(r.enabled for r in self.engine.rules.rules)
                 )
+            self._measure_lag()
             transitions += self.engine.on_clock(self.clock.now_ms())
             if transitions:
                 await (await self._emit(transitions, [], []))()
+
+    def _measure_lag(self) -> None:
+        if self._consumer is None:
+            return
+        behind: dict[str, int] = dict.fromkeys(self._codecs, 0)
+        for tp, position in list(self.positions.items()):
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None:
+                behind[tp.topic] += max(0, highwater - position)
+        for topic, n in behind.items():
+            self.metrics.consumer_lag.labels(topic=topic).set(n)
 
     # -- partitions ------------------------------------------------------------
 

@@ -209,3 +209,36 @@ async def test_the_log_channel_logs_each_alert(
             await eventually(_all_status(db_settings, "sent"), timeout=10)
     logged = [r.getMessage() for r in caplog.records if r.name == "pairstream_alerts.notifier"]
     assert logged == [f"alert {t.message}" for t in changes]
+
+
+async def test_an_apprise_channel_delivers_through_apprise(
+    db_settings: DatabaseSettings, receiver: WebhookReceiver
+) -> None:
+    """apprise's generic ``json://`` notifier, pointed at the local receiver."""
+    changes = transitions(1, ["chat"])[:1]
+    url = receiver.url.replace("http://", "json://")
+    async with setup(db_settings, changes, channels={"chat": {"url": url}}):
+        await eventually(_all_status(db_settings, "sent"), timeout=15)
+    assert len(receiver.requests) == 1
+    (body,) = receiver.bodies.values()
+    assert body["title"] == "pairstream warning: usdm:BTCUSDT-usdm:ETHUSDT"
+    assert body["message"] == changes[0].message
+
+
+async def test_a_slow_channel_does_not_delay_another(
+    db_settings: DatabaseSettings, receiver: WebhookReceiver
+) -> None:
+    slow = WebhookReceiver("s3cret")
+    slow.delay_s = 3.0
+    await slow.start()
+    try:
+        changes = transitions(2, ["slow", "hook"])
+        channels = {**hook(receiver), "slow": {"url": slow.url, "secret": "s3cret"}}
+        async with setup(db_settings, changes, channels=channels):
+            started = time.monotonic()
+            await eventually(lambda: len(receiver.keys) == len(changes), timeout=10)
+            fast_took = time.monotonic() - started
+            await eventually(lambda: len(slow.keys) == len(changes), timeout=30)
+    finally:
+        await slow.stop()
+    assert fast_took < slow.delay_s  # the fast channel did not wait behind a slow request
