@@ -22,28 +22,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import functools
 import hashlib
 import hmac
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import asyncpg
 import orjson
 
 from pairstream.clock import Clock
+from pairstream.db import through_outages
+from pairstream.supervisor import Backoff
 
 from .config import AlertsSettings, Channel
 from .metrics import AlertsMetrics
 
 log = logging.getLogger(__name__)
 
-LEASE_S = 60.0
-BATCH = 100
+T = TypeVar("T")
+
+BATCH = 100  # rows claimed at a time per channel
+LEASE_S = 60.0  # a claim, renewed while its rows are sent: a crashed worker's rows free up
+MAX_WAIT_S = 86_400.0  # no Retry-After or backoff waits longer than a day
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +83,11 @@ def _retry_after(value: str | None, now: datetime) -> float:
     if not value:
         return 0.0
     with contextlib.suppress(ValueError):
-        return max(0.0, float(value))
+        seconds = float(value)
+        return min(MAX_WAIT_S, seconds) if seconds >= 0 else 0.0
     with contextlib.suppress(TypeError, ValueError):
         when = email.utils.parsedate_to_datetime(value)
-        return max(0.0, (when - now).total_seconds())
+        return min(MAX_WAIT_S, max(0.0, (when - now).total_seconds()))
     return 0.0
 
 
@@ -117,10 +124,18 @@ class Notifier:
 
     # ------------------------------------------------------------------ claiming
 
+    async def _db(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+        backoff = Backoff(self.settings.retry_base_s, self.settings.retry_cap_s)
+        return await through_outages(
+            what, operation, backoff.delay, on_failure=self.metrics.db_failures.inc
+        )
+
     async def _claim(self, channel: str, limit: int) -> list[Due]:
         now = self._now()
-        rows = await self.pool.fetch(
-            """
+        rows = await self._db(
+            "claiming notifications",
+            lambda: self.pool.fetch(
+                """
             UPDATE alert_outbox o SET next_attempt = $3, attempts = o.attempts + 1
             FROM (SELECT event_id, channel FROM alert_outbox
                   WHERE channel = $1 AND status = 'pending' AND next_attempt <= $2
@@ -129,15 +144,25 @@ class Notifier:
             RETURNING o.seq, o.event_id::text AS event_id, o.payload::text AS payload,
                       o.attempts, o.created_at
             """,
-            channel,
-            now,
-            now + timedelta(seconds=LEASE_S),
-            limit,
+                channel,
+                now,
+                now + timedelta(seconds=LEASE_S),
+                limit,
+            ),
         )
         rows = sorted(rows, key=lambda r: r["seq"])  # in the order they were raised
         return [
             Due(r["event_id"], r["payload"].encode(), r["attempts"], r["created_at"]) for r in rows
         ]
+
+    async def _renew(self, channel: str, due: Sequence[Due]) -> None:
+        until = self._now() + timedelta(seconds=LEASE_S)
+        ids = [d.event_id for d in due]
+        await self._db("renewing a claim", lambda: self.pool.execute(
+            "UPDATE alert_outbox SET next_attempt = $3 "
+            "WHERE channel = $1 AND event_id = ANY($2::uuid[]) AND status = 'pending'",
+            channel, ids, until,
+        ))  # fmt: skip
 
     async def _settle(
         self, channel: str, due: Sequence[Due], status: str, error: str | None = None,
@@ -146,35 +171,38 @@ class Notifier:
         now = self._now()
         ids = [d.event_id for d in due]
         if retry_in is not None:
-            await self.pool.execute(
+            later = now + timedelta(seconds=min(retry_in, MAX_WAIT_S))
+            await self._db("rescheduling notifications", lambda: self.pool.execute(
                 "UPDATE alert_outbox SET next_attempt = $3, last_error = $4 "
                 "WHERE channel = $1 AND event_id = ANY($2::uuid[])",
-                channel, ids, now + timedelta(seconds=retry_in), error,
-            )  # fmt: skip
+                channel, ids, later, error,
+            ))  # fmt: skip
             return
-        await self.pool.execute(
+        sent_at = now if status == "sent" else None
+        await self._db("settling notifications", lambda: self.pool.execute(
             "UPDATE alert_outbox SET status = $3, sent_at = $4, last_error = $5 "
             "WHERE channel = $1 AND event_id = ANY($2::uuid[])",
-            channel, ids, status, now if status == "sent" else None, error,
-        )  # fmt: skip
+            channel, ids, status, sent_at, error,
+        ))  # fmt: skip
 
     # ------------------------------------------------------------------ loops
 
     async def _unknown_loop(self) -> None:
         """Rows of channels nobody configured: dead-lettered with the reason."""
         while True:
-            rows = await self.pool.fetch(
+            rows = await self._db("reading notifications", lambda: self.pool.fetch(
                 "SELECT event_id::text AS event_id, channel FROM alert_outbox "
                 "WHERE status = 'pending' AND NOT (channel = ANY($1::text[])) LIMIT 1000",
                 list(self.channels),
-            )
+            ))  # fmt: skip
             for r in rows:
                 reason = f"unknown channel {r['channel']!r} (not in ALERTS_CHANNELS)"
-                await self.pool.execute(
+                await self._db("dead-lettering a notification", functools.partial(
+                    self.pool.execute,
                     "UPDATE alert_outbox SET status = 'dead', last_error = $3 "
                     "WHERE event_id = $1::uuid AND channel = $2",
                     r["event_id"], r["channel"], reason,
-                )  # fmt: skip
+                ))  # fmt: skip
                 self.metrics.notifications.labels(channel=r["channel"], outcome="dead").inc()
                 log.error("notification %s dead-lettered: %s", r["event_id"], reason)
             await self.clock.sleep(max(self.settings.notify_poll_s, 1.0))
@@ -198,7 +226,11 @@ class Notifier:
                 batches = [[d] for d in due[: allowed - 1]] + [due[allowed - 1 :]]
             else:
                 batches = [[d] for d in due]
-            for batch in batches:
+            claimed = self.clock.monotonic()
+            for n, batch in enumerate(batches):
+                if self.clock.monotonic() - claimed > LEASE_S / 2:  # still ours while we send
+                    await self._renew(name, [d for b in batches[n:] for d in b])
+                    claimed = self.clock.monotonic()
                 await self._deliver(name, channel, batch)
                 self._sent.setdefault(name, []).append(self.clock.monotonic())
 
@@ -223,7 +255,7 @@ class Notifier:
                 return
             cap = self.settings.notify_backoff_cap_s
             base = self.settings.notify_backoff_base_s
-            wait = self.rng.uniform(0, min(cap, base * 2 ** (attempts - 1)))
+            wait = self.rng.uniform(0, min(cap, base * 2 ** min(attempts - 1, 60)))
             await self._settle(name, due, "pending", str(retry), retry_in=max(wait, retry.after))
             self.metrics.notifications.labels(channel=name, outcome="retried").inc(len(due))
             return

@@ -92,10 +92,13 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.worker = worker
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        self.worker.release(revoked)
+        await self.worker.release(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self.worker.take(assigned)
+        try:
+            await self.worker.take(assigned)
+        except Exception as error:  # aiokafka would only log it: fail the worker instead
+            self.worker.fail(error)
 
 
 class AlertsWorker:
@@ -140,6 +143,8 @@ class AlertsWorker:
         self.stored_records = 0  # input records whose outputs are stored
         self.first_batch_at: float | None = None  # clock.monotonic() of the first input
         self._storing: asyncio.Task[None] | None = None
+        self._batch = asyncio.Lock()  # a batch, or a rebalance: never both at once
+        self._failed: asyncio.Future[None] | None = None
         self._storm: dict[str, deque[int]] = {}  # rule → bar ts of its recent fires
         self.positions: dict[TopicPartition, int] = {}  # next offset to use per partition
         self.ready = False
@@ -149,6 +154,7 @@ class AlertsWorker:
     async def start(self) -> None:
         """Migrate, create topics, load rules, join the group and start the loops."""
         t = self.topics
+        self._failed = asyncio.get_running_loop().create_future()
         self._pool = await self._through_outages("connecting to the database", self._connect)
         async with connection(self.db) as conn:
             await migrate(conn, self.db)
@@ -180,6 +186,7 @@ class AlertsWorker:
         self._consumer.subscribe(sorted(self._codecs), listener=_Rebalance(self))
         await self._consumer.start()
         self._tasks = [
+            asyncio.create_task(self._watch_failure(), name="alerts-failure"),
             asyncio.create_task(self._consume_loop(), name="alerts-consume"),
             asyncio.create_task(self._rules_loop(), name="alerts-rules"),
             asyncio.create_task(self._notify(), name="alerts-notify"),
@@ -191,6 +198,10 @@ class AlertsWorker:
             len(self.engine.rules.rules),
             ",".join(self.timeframes),
         )
+
+    async def _watch_failure(self) -> None:
+        assert self._failed is not None
+        await self._failed
 
     async def _notify(self) -> None:
         assert self._pool is not None
@@ -264,11 +275,14 @@ class AlertsWorker:
         """Reload rules and silences on NOTIFY (within a second), and run the wall-clock
         rules every ``clock_interval_s``."""
         assert self._pool is not None
-        self._listen_conn = await self._through_outages(
-            "listening for rule changes", lambda: connect(self.db)
-        )
-        await self._listen_conn.add_listener(CHANNEL, lambda *_: self._reload.set())
         while True:
+            if self._listen_conn is None or self._listen_conn.is_closed():
+                # (re)connect, then reload: changes made while it was down are not lost
+                self._listen_conn = await self._through_outages(
+                    "listening for rule changes", lambda: connect(self.db)
+                )
+                await self._listen_conn.add_listener(CHANNEL, lambda *_: self._reload.set())
+                self._reload.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._reload.wait(), timeout=self.settings.clock_interval_s)
             transitions: list[Transition] = []
@@ -299,15 +313,25 @@ class AlertsWorker:
     def _home(self, topic: str) -> str:
         return topic if self._codecs[topic][0] == "bar" else ANALYTICS
 
-    def release(self, revoked: list[TopicPartition]) -> None:
-        """Forget the feeds of revoked partitions (their next owner restores them)."""
-        for tp in revoked:
-            self.positions.pop(tp, None)
-        gone = {(self._home(tp.topic), tp.partition) for tp in revoked}
-        for feed, home in list(self.feed_home.items()):
-            if home in gone:
-                self.engine.drop_feed(feed)
-                del self.feed_home[feed]
+    def fail(self, error: BaseException) -> None:
+        """Stop the worker with ``error`` (raised by :meth:`run`)."""
+        log.error("alerts worker failed: %s", error)
+        if self._failed is not None and not self._failed.done():
+            self._failed.set_exception(error)
+
+    async def release(self, revoked: list[TopicPartition]) -> None:
+        """Forget the feeds of revoked partitions (their next owner restores them), once
+        the batch in progress and its store are done: what is stored is what was used."""
+        async with self._batch:
+            if self._storing is not None:
+                await asyncio.shield(self._storing)
+            for tp in revoked:
+                self.positions.pop(tp, None)
+            gone = {(self._home(tp.topic), tp.partition) for tp in revoked}
+            for feed, home in list(self.feed_home.items()):
+                if home in gone:
+                    self.engine.drop_feed(feed)
+                    del self.feed_home[feed]
 
     async def take(self, assigned: list[TopicPartition]) -> None:
         """Resume assigned partitions where the database says, restoring their feeds.
@@ -342,6 +366,14 @@ class AlertsWorker:
                     store.forget, tp.topic, self._home(tp.topic), tp.partition
                 )
                 await self._through_outages("discarding alert state", forget)
+        # a pair's feeds hang on partition p of all three analytics topics: one reset, all
+        reset = {(self._home(tp.topic), tp.partition) for tp in afresh}
+        for tp in [tp for tp in starts if (self._home(tp.topic), tp.partition) in reset]:
+            del starts[tp]
+            afresh.append(tp)
+            forget = functools.partial(store.forget, tp.topic, self._home(tp.topic), tp.partition)
+            await self._through_outages("discarding alert state", forget)
+            homes.get(self._home(tp.topic), set()).discard(tp.partition)
         if afresh:
             starts.update(await consumer.beginning_offsets(afresh))
         for home, partitions in homes.items():
@@ -365,46 +397,53 @@ class AlertsWorker:
             batches = await consumer.getmany(timeout_ms=500, max_records=5_000)
             if not batches:
                 continue
-            if self.first_batch_at is None:
-                self.first_batch_at = self.clock.monotonic()
-            transitions: list[Transition] = []
-            touched: set[str] = set()
-            offsets: list[Offset] = []
-            letters = []
-            now = self.clock.now_ms()
-            for tp, fetched in batches.items():
-                source, codec = self._codecs[tp.topic]
-                home = (self._home(tp.topic), tp.partition)
-                position = self.positions.get(tp)
-                if position is None:  # fetched before its assignment was set up: read again
+            async with self._batch:
+                await self._batch_of(batches)
+
+    async def _batch_of(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        """One batch: evaluate, publish, start storing it (after the previous store)."""
+        if self.first_batch_at is None:
+            self.first_batch_at = self.clock.monotonic()
+        transitions: list[Transition] = []
+        touched: set[str] = set()
+        offsets: list[Offset] = []
+        letters = []
+        now = self.clock.now_ms()
+        for tp, fetched in batches.items():
+            source, codec = self._codecs[tp.topic]
+            home = (self._home(tp.topic), tp.partition)
+            position = self.positions.get(tp)
+            if position is None:  # fetched before its assignment was set up: read again
+                continue
+            # a record before the position is one already used (fetched before a seek)
+            records = [r for r in fetched if r.offset >= position]
+            self.metrics.consumed.labels(topic=tp.topic).inc(len(fetched))
+            if not records:
+                continue
+            self.positions[tp] = records[-1].offset + 1
+            for record in records:
+                try:
+                    message = codec.decode(record.value)
+                except MessageDecodeError as error:
+                    letters.append(await self._dead_letter(tp.topic, record, str(error)))
                     continue
-                # a record before the position is one already used (fetched before a seek)
-                records = [r for r in fetched if r.offset >= position]
-                self.metrics.consumed.labels(topic=tp.topic).inc(len(fetched))
-                if not records:
-                    continue
-                self.positions[tp] = records[-1].offset + 1
-                for record in records:
-                    try:
-                        message = codec.decode(record.value)
-                    except MessageDecodeError as error:
-                        letters.append(await self._dead_letter(tp.topic, record, str(error)))
-                        continue
-                    transitions += self._feed(source, message, now)
-                    key = self._key(source, message)
-                    touched.add(key)
-                    self.feed_home[key] = home
-                offsets.append(
-                    Offset(tp.topic, tp.partition, records[-1].offset + 1, Anchor.of(records[-1]))
-                )
-            store = await self._emit(transitions, sorted(touched), offsets)
-            await asyncio.gather(*letters)
-            # this batch is stored while the next one is read and evaluated (in order)
-            if self._storing is not None:
-                await self._storing
-            commit = {tp: p for tp, p in self.positions.items() if tp in batches}
-            count = sum(len(records) for records in batches.values())
-            self._storing = asyncio.create_task(self._store_and_commit(store, commit, count))
+                if source == "bar" and not message.final:
+                    continue  # forming bars are never evaluated
+                transitions += self._feed(source, message, now)
+                key = self._key(source, message)
+                touched.add(key)
+                self.feed_home[key] = home
+            offsets.append(
+                Offset(tp.topic, tp.partition, records[-1].offset + 1, Anchor.of(records[-1]))
+            )
+        store = await self._emit(transitions, sorted(touched), offsets)
+        await asyncio.gather(*letters)
+        # this batch is stored while the next one is read and evaluated (in order)
+        if self._storing is not None:
+            await asyncio.shield(self._storing)
+        commit = {tp: p for tp, p in self.positions.items() if tp in batches}
+        count = sum(len(records) for records in batches.values())
+        self._storing = asyncio.create_task(self._store_and_commit(store, commit, count))
 
     async def _store_and_commit(
         self, store: Callable[[], Awaitable[None]], commit: dict[TopicPartition, int], count: int

@@ -142,12 +142,13 @@ class _RuleState:
     window: deque[float] = field(default_factory=deque)
     count: int = 0  # consecutive tests (cointegration)
     tests_ts: float | None = None
+    seen_ts: int | None = None  # last bar with the rule's input (an evaluation or not)
 
     def reset(self) -> None:
-        """Start afresh after a gap in the input, keeping only the cooldown."""
-        last_fire = self.last_fire_ts
+        """Start afresh after a gap in the input, keeping the cooldown and the last test."""
+        last_fire, tests_ts = self.last_fire_ts, self.tests_ts
         self.__init__()  # type: ignore[misc]
-        self.last_fire_ts = last_fire
+        self.last_fire_ts, self.tests_ts = last_fire, tests_ts
 
     def copy(self) -> _RuleState:
         return _RuleState(
@@ -160,6 +161,7 @@ class _RuleState:
             deque(self.window, maxlen=self.window.maxlen),
             self.count,
             self.tests_ts,
+            self.seen_ts,
         )
 
 
@@ -213,8 +215,10 @@ def _check(rule: Rule, values: Values, st: _RuleState) -> Outcome:
         case Cointegration():
             p = values.get("adf_pvalue" if c.test == "adf" else "coint_pvalue")
             tests_ts = values.get("tests_ts")
-            if p is None or tests_ts is None or tests_ts == st.tests_ts:
+            if p is None or tests_ts is None:
                 return None, None, None
+            if tests_ts == st.tests_ts:
+                return None, p, None  # the same test carried to this bar
             st.tests_ts = tests_ts
             bad = p > c.level if c.event == "lost" else p < c.level
             st.count = st.count + 1 if bad else 0
@@ -406,6 +410,7 @@ class AlertEngine:
         self.revisions = 0
         self.revisions_too_old = 0
         self.duplicates = 0
+        self.rows_dropped = 0
         self._checks: dict[tuple[str, int], Check] = {}
         self._check_rules: dict[tuple[str, int], Rule] = {}
 
@@ -444,7 +449,8 @@ class AlertEngine:
         """One feed's state (see :class:`FeedState`), msgpack-encoded."""
         subject, tf, method = key.split("|")
         feed = self._feeds[(subject, tf, cast(HedgeMethod, method or None))]
-        first = min((g.cursor for g in feed.groups if g.cursor is not None), default=None)
+        cursors = [g.cursor for g in feed.groups]
+        first = None if None in cursors else min(cursors, default=None)  # type: ignore[type-var]
         rows = [(ts, dict(feed.rows[ts])) for ts in feed.ts if first is None or ts > first]
         groups = [
             (
@@ -487,9 +493,11 @@ class AlertEngine:
         return feed_key(s.subject, s.tf, s.method)
 
     def drop_feed(self, key: str) -> None:
-        """Forget a feed (its partition went to another worker)."""
+        """Forget a feed and its wall-clock watch (its partition went to another worker)."""
         subject, tf, method = key.split("|")
         self._feeds.pop((subject, tf, cast(HedgeMethod, method or None)), None)
+        for stale in [k for k in self._stale if k[1] == subject and k[2] == tf]:
+            del self._stale[stale]
 
     # ------------------------------------------------------------------ inputs
 
@@ -645,7 +653,7 @@ class AlertEngine:
         for group in feed.groups:
             for rule, st in zip(group.rules, group.states, strict=True):
                 old[(rule.id, rule.version)] = (st, group)
-        frontier = feed.ts[-1] if feed.ts else None
+        cursors = {g.sources: g.cursor for g in feed.groups}  # a kept group keeps its place
         groups: dict[frozenset[Source], _Group] = {}
         for rule in self.rules.for_subject(feed.kind, feed.subject):
             if rule.tf != feed.tf or isinstance(rule.condition, Stale):
@@ -656,8 +664,8 @@ class AlertEngine:
             kept = old.get((rule.id, rule.version))
             target = groups.get(sources)
             if target is None:
-                cursor = kept[1].cursor if kept is not None else frontier
-                target = groups[sources] = _Group(sources, [], [], cursor)
+                target = groups[sources] = _Group(sources, [], [], None)
+                target.cursor = cursors.get(sources, _frontier(feed, sources))
             target.rules.append(rule)
             target.states.append(kept[0] if kept is not None else _RuleState())
             target.checks.append(self._compiled(rule))
@@ -691,14 +699,17 @@ class AlertEngine:
         out: list[Transition] | None,
         check: Check,
     ) -> None:
-        if st.last_ts is not None and ts - st.last_ts > rule.nodata_bars * feed.tf_ms:
-            gap_ts = st.last_ts + rule.nodata_bars * feed.tf_ms
+        if st.seen_ts is not None and ts - st.seen_ts > rule.nodata_bars * feed.tf_ms:
+            gap_ts = st.seen_ts + rule.nodata_bars * feed.tf_ms
             if st.firing and out is not None:
                 _emit(feed, out, self._transition(feed, rule, st, "nodata", gap_ts, None, None))
             st.reset()
         holds, value, threshold = check(row, st)
         if holds is None:
+            if isinstance(rule.condition, Cointegration) and value is not None:
+                st.seen_ts = ts  # a test carried from an earlier bar: input, not an evaluation
             return
+        st.seen_ts = ts
         self.evaluations += 1
         st.last_ts = ts
         if holds:
@@ -737,11 +748,11 @@ class AlertEngine:
 
     def _rewind(self, feed: _Feed, group: _Group, ts: int) -> None:
         """Put the group back to just before row ``ts`` (a revision)."""
-        while group.snapshots and group.snapshots[-1][0] > ts:
-            group.snapshots.pop()
-        if not group.snapshots:
-            self.revisions_too_old += 1  # older than what is kept: evaluated as it comes
+        if not group.snapshots or group.snapshots[0][0] > ts:
+            self.revisions_too_old += 1  # older than what is kept: not re-evaluated
             return
+        while group.snapshots[-1][0] > ts:
+            group.snapshots.pop()
         snap_ts, states = group.snapshots[-1]
         group.states = [st.copy() for st in states]
         before = bisect.bisect_left(feed.ts, snap_ts)
@@ -769,7 +780,9 @@ class AlertEngine:
                 keep_from = need if keep_from is None else min(keep_from, need)
         cut = len(feed.ts) if keep_from is None else bisect.bisect_left(feed.ts, keep_from)
         if force:
-            cut = max(cut, len(feed.ts) // 4)
+            forced = max(cut, len(feed.ts) // 4)
+            self.rows_dropped += forced - cut  # rows a lagging source never reached
+            cut = forced
         if cut:
             for ts in feed.ts[:cut]:
                 del feed.rows[ts]
@@ -785,6 +798,12 @@ def _emit(feed: _Feed, out: list[Transition], change: Transition) -> None:
     if change.event_id not in feed.emitted:
         feed.emitted[change.event_id] = change.ts
         out.append(change)
+
+
+def _frontier(feed: _Feed, sources: frozenset[Source]) -> int | None:
+    """The last row every one of ``sources`` has reached (None: one has not started)."""
+    reached = [feed.delivered.get(s) for s in sources]
+    return None if None in reached else min(r for r in reached if r is not None)
 
 
 def _none_low(value: int | None) -> float:
@@ -810,13 +829,14 @@ class FeedState(msgspec.Struct, frozen=True, array_like=True):
 def _state_tuple(st: _RuleState) -> tuple[Any, ...]:
     return (
         st.firing, st.started_ts, st.streak, st.last_ts, st.last_fire_ts, st.prev,
-        list(st.window), st.window.maxlen, st.count, st.tests_ts,
+        list(st.window), st.window.maxlen, st.count, st.tests_ts, st.seen_ts,
     )  # fmt: skip
 
 
 def _state_from(t: Sequence[Any]) -> _RuleState:
     window: deque[float] = deque(t[6], maxlen=t[7])
-    return _RuleState(t[0], t[1], t[2], t[3], t[4], t[5], window, t[8], t[9])
+    seen = t[10] if len(t) > 10 else t[3]  # states stored before seen_ts: the last evaluation
+    return _RuleState(t[0], t[1], t[2], t[3], t[4], t[5], window, t[8], t[9], seen)
 
 
 _FEED_ENCODER = msgspec.msgpack.Encoder()

@@ -444,3 +444,48 @@ def test_firing_counts_the_episodes_firing_now() -> None:
     assert engine.firing() == 2
     feed(engine, [0.0], start=2)
     assert engine.firing() == 0
+
+
+# ---------------------------------------------------------------- found in review
+
+
+def test_tests_carried_between_cadence_bars_are_input_so_cointegration_does_not_flap() -> (
+    None
+):
+    engine = AlertEngine(
+        [rule({"kind": "cointegration", "event": "lost", "tests": 1}, nodata_bars=5)]
+    )
+    msgs = [stats(T0 + i * S, p=0.5, tests_ts=T0 + (i // 10) * 10 * S) for i in range(40)]
+    assert states(run_messages(engine, msgs)) == [("firing", 0)]  # no nodata every 10 bars
+
+
+def test_a_rule_added_later_does_not_move_a_kept_rule_past_rows_its_slower_source_lacks() -> None:
+    expr = rule({"kind": "expression", "expr": "zscore > 1 && spread > 0"}, id="z-old")
+    engine = AlertEngine([expr])
+    spreads = [spread(T0 + i * S, 1.0) for i in range(12)]
+    zs = [zscore(T0 + i * S, 3.0 if i == 11 else 0.0) for i in range(12)]
+    run_messages(engine, spreads + zs[:6])  # z-scores lag the spreads by 6 bars
+    engine.set_rules([rule({"kind": "hedge_jump", "relative": 5.0}, id="a-new"), expr])
+    assert [(t.rule.id, t.state) for t in run_messages(engine, zs[6:])] == [("z-old", "firing")]
+
+
+def test_an_exported_feed_keeps_the_rows_a_lagging_rule_has_not_evaluated() -> None:
+    rules = [
+        rule({"kind": "hedge_jump", "relative": 5.0}, id="a"),
+        rule({"kind": "expression", "expr": "zscore > 1 && spread > 0"}, id="b"),
+    ]
+    first = AlertEngine(rules)
+    run_messages(first, [spread(T0 + i * S, 1.0) for i in range(3)])  # no z-score yet
+    second = AlertEngine(rules)
+    for key in first.feeds():
+        second.import_feed(first.export_feed(key))
+    out = run_messages(second, [zscore(T0 + i * S, 3.0) for i in range(3)])
+    assert states(out) == [("firing", 0)]
+
+
+def test_a_revision_older_than_the_snapshots_keeps_them_for_the_next_one() -> None:
+    engine = AlertEngine([z_rule(">")])
+    feed(engine, [0.0] * 1000)
+    feed(engine, [3.0], start=10)  # long gone: counted, not re-evaluated
+    assert engine.revisions_too_old == 1
+    assert states(feed(engine, [3.0], start=995)) == [("firing", 995), ("resolved", 996)]

@@ -92,6 +92,7 @@ def alerts_settings(hook_url: str, **overrides: Any) -> AlertsSettings:
         "default_rules": False,
         "channels": {"hook": {"url": hook_url, "secret": SECRET, "per_minute": 100_000}},
         "notify_poll_s": 0.1,
+        "storm_cap": 100_000,  # these rules fire often: every notification is wanted here
         "notify_backoff_base_s": 0.1,
         "notify_backoff_cap_s": 1.0,
         "session_timeout_s": 3.0,
