@@ -97,5 +97,6 @@ def test_every_service_command_is_on_the_cli() -> None:
     root = typer.main.get_command(app)
     commands = set(root.commands)  # type: ignore[attr-defined]
     bench = set(root.commands["bench"].commands)  # type: ignore[attr-defined]
-    assert {"ingest", "replay", "resampler", "analytics", "analyze", "up", "settings"} <= commands
-    assert bench == {"ingest", "resampler", "analytics"}
+    expected = {"ingest", "replay", "resampler", "analytics", "analyze", "alerts", "up", "settings"}
+    assert expected <= commands
+    assert bench == {"ingest", "resampler", "analytics", "alerts"}

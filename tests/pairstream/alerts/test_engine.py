@@ -449,9 +449,7 @@ def test_firing_counts_the_episodes_firing_now() -> None:
 # ---------------------------------------------------------------- found in review
 
 
-def test_tests_carried_between_cadence_bars_are_input_so_cointegration_does_not_flap() -> (
-    None
-):
+def test_tests_carried_between_cadence_bars_are_input_so_cointegration_does_not_flap() -> None:
     engine = AlertEngine(
         [rule({"kind": "cointegration", "event": "lost", "tests": 1}, nodata_bars=5)]
     )
