@@ -40,6 +40,14 @@ def default_state_dir() -> Path:
     return Path(base) / "pairstream"
 
 
+def comma_list(value: object) -> object:
+    """``"a, b,,c"`` → ``("a", "b", "c")`` for list settings given as one string; other
+    values unchanged (a ``mode="before"`` validator)."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
 class KafkaSettings(BaseSettings):
     """Kafka client settings (prefix ``KAFKA_``)."""
 
@@ -123,9 +131,7 @@ class TopicSettings(BaseSettings):
     @field_validator("timeframes", mode="before")
     @classmethod
     def _split_timeframes(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
+        return comma_list(value)
 
     @field_validator("timeframes")
     @classmethod

@@ -125,3 +125,9 @@ async def status_every(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (nearest rank) of ``values``; NaN when there are none."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")

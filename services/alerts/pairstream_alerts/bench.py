@@ -35,6 +35,7 @@ from pairstream.db.migrate import migrate
 from pairstream.kafka import MessageProducer, TopicRequest, create_consumer, ensure_topics
 from pairstream.messages import Alert, ZScoreUpdate
 from pairstream.settings import DatabaseSettings, KafkaSettings, TopicSettings
+from pairstream.status import percentile
 from pairstream.testing import unique
 
 from .config import AlertsSettings
@@ -276,13 +277,6 @@ async def _latency(
         await asyncio.gather(reading, return_exceptions=True)
         await reader.stop()
         await worker.stop()
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def bench_alerts(

@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, HttpUrl, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from pairstream.settings import ServiceSettings
+from pairstream.settings import ServiceSettings, comma_list
 
 
 class Channel(BaseModel):
@@ -36,12 +36,6 @@ class Channel(BaseModel):
         elif "://" not in url:
             raise ValueError(f"not a webhook or apprise URL: {url!r}")
         return url
-
-
-def _split(value: object) -> object:
-    if isinstance(value, str):
-        return tuple(p for p in (p.strip() for p in value.split(",")) if p)
-    return value
 
 
 class AlertsSettings(ServiceSettings):
@@ -110,4 +104,4 @@ class AlertsSettings(ServiceSettings):
         default=1.0, gt=0, description="Consumer group heartbeat interval."
     )
 
-    _split_timeframes = field_validator("timeframes", mode="before")(_split)
+    _split_timeframes = field_validator("timeframes", mode="before")(comma_list)

@@ -10,13 +10,7 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 
 from pairstream.analytics.pair import METHODS, Method, PairConfig
 from pairstream.instruments import pair_legs, pair_name, parse_instrument, parse_pair
-from pairstream.settings import ServiceSettings, default_market
-
-
-def _split(value: object) -> object:
-    if isinstance(value, str):
-        return tuple(p for p in (p.strip() for p in value.split(",")) if p)
-    return value
+from pairstream.settings import ServiceSettings, comma_list, default_market
 
 
 class AnalyticsSettings(ServiceSettings):
@@ -100,7 +94,7 @@ class AnalyticsSettings(ServiceSettings):
     @field_validator("pairs", "symbols", "timeframes", "methods", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
-        return _split(value)
+        return comma_list(value)
 
     @field_validator("pairs")
     @classmethod

@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaProducer
 from pairstream.clock import Clock, SystemClock
 from pairstream.kafka import MessageProducer, TopicRequest, ensure_topics, producer_kwargs
 from pairstream.settings import KafkaSettings, TopicSettings
+from pairstream.status import percentile
 from pairstream.testing import unique
 from pairstream_ingest.pipeline import Pipeline, ingest_kafka
 from pairstream_ingest.sinks import TickSink
@@ -143,12 +144,6 @@ async def _raw_run(topic: str, frames: list[bytes], kafka: KafkaSettings, clock:
 def _symbol_key(raw: bytes) -> bytes:
     start = raw.index(b'"stream":"') + 10
     return raw[start : raw.index(b"@", start)].upper()
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The ``q`` quantile (nearest rank) of ``values``; NaN when there are none."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 async def bench_ingest(

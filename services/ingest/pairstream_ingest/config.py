@@ -8,7 +8,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from pairstream.instruments import MARKETS, Market, parse_instrument, split_instrument
-from pairstream.settings import ServiceSettings, default_market
+from pairstream.settings import ServiceSettings, comma_list, default_market
 
 #: Today's routed defaults (USD-M moved trade streams to ``/market`` on 2026-04-23).
 DEFAULT_WS_URL = {
@@ -151,9 +151,7 @@ class IngestSettings(ServiceSettings):
     @field_validator("symbols", "replay_paths", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(s.strip() for s in value.split(",") if s.strip())
-        return value
+        return comma_list(value)
 
     @model_validator(mode="after")
     def _valid_instruments_and_urls(self) -> IngestSettings:

@@ -31,9 +31,10 @@ from pairstream.db import connection
 from pairstream.kafka import MessageProducer, TopicRequest, create_consumer, ensure_topics
 from pairstream.messages import TickRun, Trade, timeframe_ms
 from pairstream.settings import DatabaseSettings, KafkaSettings, TopicSettings
+from pairstream.status import percentile
 from pairstream.synthetic import SyntheticMarket, trades
 from pairstream.testing import unique
-from pairstream_ingest.bench import DEFAULT_FRAMES, percentile
+from pairstream_ingest.bench import DEFAULT_FRAMES
 from pairstream_ingest.replay import frame_items
 
 from .config import ResamplerSettings
