@@ -78,9 +78,9 @@ class KafkaSettings(BaseSettings):
         default=100,
         ge=0,
         le=60_000,
-        description="Consumer fetch long-poll: how long the broker may hold a fetch. Tansu holds "
-        "it this long when a fetched partition has no data, even as records arrive on another, "
-        "so it bounds live latency (at Faust's fixed 1,500 ms the median delay was 358 ms).",
+        description="Consumer fetch long-poll: how long the broker may hold a fetch. Tansu does "
+        "not answer a waiting fetch when records arrive, so this bounds live latency (at "
+        "Faust's fixed 1,500 ms the median delay was 358 ms; at 100 ms, 27 ms).",
     )
 
 

@@ -8,8 +8,9 @@ consumed and stored. The same for custom expressions. In the same run a raw aiok
 consumer reads and decodes that topic: the baseline.
 
 Latency: one rule per pair whose condition flips every bar, z-scores sent at a steady
-rate; each alert's delay from its z-score being sent to the alert arriving on
-``alerts`` (read by a consumer here, so the figure includes the broker's ack and a
+rate; each alert's delay from the broker acking its z-score (the message is on
+``analytics.zscore``) to the broker acking the alert on ``alerts`` (the worker's own
+producer notes it), and, beside it, to a consumer here reading the alert (one more
 fetch).
 """
 
@@ -21,6 +22,7 @@ import platform
 import random
 import time
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import orjson
 from aiokafka import TopicPartition
@@ -33,7 +35,7 @@ from pairstream.codec import Codec
 from pairstream.db import connection
 from pairstream.db.migrate import migrate
 from pairstream.kafka import MessageProducer, TopicRequest, create_consumer, ensure_topics
-from pairstream.messages import Alert, ZScoreUpdate
+from pairstream.messages import Alert, Message, ZScoreUpdate
 from pairstream.settings import DatabaseSettings, KafkaSettings, TopicSettings
 from pairstream.status import percentile
 from pairstream.testing import unique
@@ -70,6 +72,8 @@ class AlertsBench:
     latency_p50_ms: float
     latency_p99_ms: float
     latency_max_ms: float
+    latency_read_p50_ms: float
+    latency_read_p99_ms: float
     cpus: int
     python: str
     targets: dict[str, bool]
@@ -208,11 +212,29 @@ async def _raw_consume(kafka: KafkaSettings, topic: str, messages: int) -> float
         await consumer.stop()
 
 
+class _AckTimes(MessageProducer):
+    """The worker's producer, noting when the broker acks each alert."""
+
+    def __init__(self, kafka: KafkaSettings, alerts_topic: str) -> None:
+        super().__init__(kafka)
+        self.alerts_topic = alerts_topic
+        self.acked: dict[tuple[str, int], float] = {}
+
+    async def send(self, topic: str, message: Message, key: str | None = None) -> Any:
+        future = await super().send(topic, message, key)
+        if topic == self.alerts_topic:
+            assert isinstance(message, Alert)
+            at = (message.subject, message.ts_event)
+            future.add_done_callback(lambda _: self.acked.setdefault(at, time.perf_counter()))
+        return future
+
+
 async def _latency(
     kafka: KafkaSettings, topics: TopicSettings, db: DatabaseSettings,
     settings: AlertsSettings, pairs: list[str], rate: float, seconds: float,
-) -> list[float]:  # fmt: skip
-    """Delays (s) from a z-score being sent to its alert arriving on ``alerts``."""
+) -> tuple[list[float], list[float]]:  # fmt: skip
+    """Delays (s) from a z-score acked on its topic to its alert acked on ``alerts``, and
+    to the alert read from ``alerts`` by a consumer here."""
     rules = [
         Rule.model_validate(
             {
@@ -231,25 +253,24 @@ async def _latency(
         for rule in rules:
             await put_rule(conn, rule)
     worker = AlertsWorker(settings, SystemClock(), kafka=kafka, topics=topics, db=db)
+    worker.producer = acks = _AckTimes(worker.producer.settings, topics.alerts)
     await worker.start()
     codec = Codec(topics.alerts, Alert)
     reader = create_consumer([topics.alerts], None, kafka, auto_offset_reset="latest",
                              fetch_max_wait_ms=5)  # fmt: skip
     await reader.start()
     sent: dict[tuple[str, int], float] = {}
-    delays: list[float] = []
+    read: dict[tuple[str, int], float] = {}
 
-    async def read() -> None:
+    async def reading() -> None:
         while True:
             for records in (await reader.getmany(timeout_ms=100)).values():
                 now = time.perf_counter()
                 for record in records:
                     alert = codec.decode(record.value)
-                    at = sent.get((alert.subject, alert.ts_event))
-                    if at is not None:
-                        delays.append(now - at)
+                    read.setdefault((alert.subject, alert.ts_event), now)
 
-    reading = asyncio.create_task(read())
+    reader_task = asyncio.create_task(reading())
     try:
         await asyncio.sleep(1.0)  # the reader's position is set
         async with MessageProducer(kafka) as producer:
@@ -268,13 +289,17 @@ async def _latency(
                     pair=pair, tf="1s", ts=ts, window=60, spread=z, mean=0.0, std=1.0, zscore=z,
                     ts_event=ts + 1000, ts_init=ts + 1000,
                 )  # fmt: skip
-                sent[(pair, ts)] = time.perf_counter()
-                await producer.send(topics.zscore, message)
+                future = await producer.send(topics.zscore, message)
+                future.add_done_callback(
+                    lambda _, at=(pair, ts): sent.setdefault(at, time.perf_counter())
+                )
         await asyncio.sleep(2.0)
-        return delays
+        to_ack = [acks.acked[k] - at for k, at in sent.items() if k in acks.acked]
+        to_read = [read[k] - at for k, at in sent.items() if k in read]
+        return to_ack, to_read
     finally:
-        reading.cancel()
-        await asyncio.gather(reading, return_exceptions=True)
+        reader_task.cancel()
+        await asyncio.gather(reader_task, return_exceptions=True)
         await reader.stop()
         await worker.stop()
 
@@ -330,7 +355,7 @@ async def bench_alerts(
             group_id=f"{tag}-live", metrics_port=0, timeframes=("1s",), default_rules=False
         )
         await ensure_topics([TopicRequest(live.zscore, live.analytics_partitions)], kafka)
-        delays = await _latency(kafka, live, db, live_settings, pairs, rate, seconds)
+        delays, read = await _latency(kafka, live, db, live_settings, pairs, rate, seconds)
     finally:
         async with connection(base_db) as conn:
             await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
@@ -358,6 +383,8 @@ async def bench_alerts(
         latency_p50_ms=round(percentile(delays, 0.5) * 1000, 3),
         latency_p99_ms=round(p99, 3),
         latency_max_ms=round(max(delays) * 1000, 3) if delays else float("nan"),
+        latency_read_p50_ms=round(percentile(read, 0.5) * 1000, 3),
+        latency_read_p99_ms=round(percentile(read, 0.99) * 1000, 3),
         cpus=os.cpu_count() or 0,
         python=platform.python_version(),
         targets={

@@ -97,6 +97,14 @@ class AlertsSettings(ServiceSettings):
     )
     retry_base_s: float = Field(default=0.2, gt=0, description="Database retry: first delay.")
     retry_cap_s: float = Field(default=5.0, gt=0, description="Database retry: largest delay.")
+    fetch_max_wait_ms: int = Field(
+        default=10,
+        ge=0,
+        le=60_000,
+        description="The alert worker's fetch long-poll (`KAFKA_FETCH_MAX_WAIT_MS` for this "
+        "service). Tansu does not answer a waiting fetch when records arrive, so this bounds "
+        "the delay of an alert; Apache Kafka answers at once, so raise it there (500).",
+    )
     session_timeout_s: float = Field(
         default=10.0, gt=0, description="Consumer group session timeout."
     )

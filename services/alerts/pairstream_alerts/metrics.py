@@ -52,7 +52,9 @@ class AlertsMetrics:
             "alerts_db_failures", "Database operations that failed (retried).", registry=r
         )
         self.store_seconds = Histogram(
-            "alerts_store_seconds", "Time to store one batch of transitions.", registry=r
+            "alerts_store_seconds",
+            "Time of one store: the batches queued meanwhile, in one transaction.",
+            registry=r,
         )
 
     def status(self, rates: Rates) -> str:

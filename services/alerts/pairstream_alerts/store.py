@@ -1,9 +1,9 @@
 """The alerts service's tables: history, events, outbox, engine state and offsets.
 
-One :meth:`AlertStore.write` per batch holds everything a batch changes, in one
+One :meth:`AlertStore.write` holds everything one or more batches changed, in one
 transaction: the episodes (upserted by ``alert_id``), the transitions (once per
 ``event_id``), one outbox row per (event, channel), the state of the feeds the
-batch touched and the next offset of every partition it read.
+batches touched and the next offset of every partition they read.
 """
 
 from __future__ import annotations
@@ -45,6 +45,21 @@ class FeedRow:
     topic: str
     partition: int
     state: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BatchWrite:
+    """What one batch changed: its transitions and their messages, the silences in force
+    and the time it ran (they decide each notification's status), the events held by
+    the storm cap, and the feeds and offsets as they stand after it."""
+
+    transitions: Sequence[Transition]
+    messages: Sequence[Alert]
+    silences: Sequence[Silence]
+    feeds: Sequence[FeedRow]
+    offsets: Sequence[Offset]
+    now_ms: int
+    held: frozenset[str] = frozenset()
 
 
 class AlertStore:
@@ -109,37 +124,36 @@ class AlertStore:
                 partition,
             )
 
-    async def write(
-        self,
-        transitions: Sequence[Transition],
-        messages: Sequence[Alert],
-        silences: Sequence[Silence],
-        feeds: Sequence[FeedRow],
-        offsets: Sequence[Offset],
-        now_ms: int,
-        held: frozenset[str] = frozenset(),
-    ) -> None:
-        """Everything one batch changed, in one transaction; notifications of ``held``
-        events (over the storm cap) are recorded as held, not sent."""
+    async def write(self, batches: Sequence[BatchWrite]) -> None:
+        """Everything ``batches`` changed (in their order), in one transaction; a feed or
+        an offset in several batches is stored as the last one left it. Notifications of
+        held events are recorded as held, not sent."""
         history = []
         events = []
         outbox = []
-        for t, m in zip(transitions, messages, strict=True):
-            ended = None if t.state == "firing" else ts(t.ts)
-            history.append(
-                (
-                    t.alert_id, t.rule.id, t.rule.version, t.subject, t.tf, t.method,
-                    t.rule.severity, t.rule.condition.kind, t.state, ts(t.started_ts), ended,
-                    t.value, t.threshold, t.message, orjson.dumps(t.rule.labels).decode(),
-                    ts(now_ms),
-                )
-            )  # fmt: skip
-            payload = self._codec.encode(m).decode()
-            events.append((t.event_id, t.alert_id, t.state, ts(t.ts), payload, ts(m.ts_init)))
-            muted = any(s.mutes(t.rule.id, t.subject, now_ms) for s in silences)
-            for channel in t.rule.channels:
-                status = "silenced" if muted else "held" if t.event_id in held else "pending"
-                outbox.append((t.event_id, channel, payload, status, ts(now_ms)))
+        feeds: dict[str, FeedRow] = {}
+        offsets: dict[tuple[str, int], Offset] = {}
+        for batch in batches:
+            now_ms = batch.now_ms
+            for t, m in zip(batch.transitions, batch.messages, strict=True):
+                ended = None if t.state == "firing" else ts(t.ts)
+                history.append(
+                    (
+                        t.alert_id, t.rule.id, t.rule.version, t.subject, t.tf, t.method,
+                        t.rule.severity, t.rule.condition.kind, t.state, ts(t.started_ts),
+                        ended, t.value, t.threshold, t.message,
+                        orjson.dumps(t.rule.labels).decode(), ts(now_ms),
+                    )
+                )  # fmt: skip
+                payload = self._codec.encode(m).decode()
+                events.append((t.event_id, t.alert_id, t.state, ts(t.ts), payload, ts(m.ts_init)))
+                muted = any(s.mutes(t.rule.id, t.subject, now_ms) for s in batch.silences)
+                held = t.event_id in batch.held
+                for channel in t.rule.channels:
+                    status = "silenced" if muted else "held" if held else "pending"
+                    outbox.append((t.event_id, channel, payload, status, ts(now_ms)))
+            feeds.update((f.feed, f) for f in batch.feeds)
+            offsets.update(((o.topic, o.partition), o) for o in batch.offsets)
         async with self.pool.acquire() as conn, conn.transaction():
             if history:
                 await conn.executemany(
@@ -182,7 +196,10 @@ class AlertStore:
                     ON CONFLICT (group_id, feed) DO UPDATE SET state = EXCLUDED.state,
                         topic = EXCLUDED.topic, partition = EXCLUDED.partition
                     """,
-                    [(self.group_id, f.feed, f.topic, f.partition, f.state) for f in feeds],
+                    [
+                        (self.group_id, f.feed, f.topic, f.partition, f.state)
+                        for f in feeds.values()
+                    ],
                 )
             if offsets:
                 await conn.executemany(
@@ -201,6 +218,6 @@ class AlertStore:
                             None if o.anchor is None else o.anchor.offset,
                             None if o.anchor is None else o.anchor.fingerprint,
                         )
-                        for o in offsets
+                        for o in offsets.values()
                     ],
                 )  # fmt: skip

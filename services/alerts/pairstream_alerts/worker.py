@@ -7,7 +7,9 @@ on one worker) and ``bars.<tf>`` (keyed by instrument) and feeds the shared
 published to ``alerts``, then stored — episodes, events, outbox rows, the state of
 every feed the batch touched and the next offset of every partition — in one
 transaction (database errors are retried, never skipped), then the offsets are
-committed to the broker as well.
+committed to the broker as well. Storing runs beside the stream: one writer takes
+every batch queued meanwhile into one transaction (group commit), so an alert waits
+for the broker, never for the database, until too many input records are unstored.
 
 The database, not the broker, says where a partition resumes: on assignment the
 stored offset is used when its anchor record is still in the log (else the partition
@@ -25,6 +27,7 @@ import functools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
@@ -56,7 +59,7 @@ from pairstream.topics import topic_specs
 from .config import AlertsSettings
 from .metrics import AlertsMetrics
 from .notifier import Notifier
-from .store import AlertStore, FeedRow, Offset
+from .store import AlertStore, BatchWrite, FeedRow, Offset
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,17 @@ T = TypeVar("T")
 ANALYTICS = "analytics"  # the feeds of a pair live on partition p of all three topics
 
 DEFAULT_RULE_ID = "default-zscore-1s"
+MAX_UNSTORED = 10_000  # input records published but not yet stored: beyond, reading waits
+STOP_DRAIN_S = 10.0  # on stop, how long the writer may finish what is queued
+
+
+@dataclass(frozen=True, slots=True)
+class _Unstored:
+    """A published batch waiting for the writer, and the group offsets to commit after."""
+
+    write: BatchWrite
+    commit: dict[TopicPartition, int]
+    records: int
 
 
 def default_rule(entry_z: float) -> Rule:
@@ -131,7 +145,8 @@ class AlertsWorker:
         self.engine = AlertEngine()
         self.metrics.firing.set_function(self.engine.firing)
         self.silences: list[Silence] = []
-        self.producer = MessageProducer(self.kafka)
+        # alerts are few and wanted at once: no linger
+        self.producer = MessageProducer(self.kafka.model_copy(update={"linger_ms": 0}))
         self.feed_home: dict[str, tuple[str, int]] = {}  # feed → (ANALYTICS or bars topic, p)
         self._pool: asyncpg.Pool | None = None
         self._store: AlertStore | None = None
@@ -142,7 +157,11 @@ class AlertsWorker:
         self._listen_conn: asyncpg.Connection | None = None
         self.stored_records = 0  # input records whose outputs are stored
         self.first_batch_at: float | None = None  # clock.monotonic() of the first input
-        self._storing: asyncio.Task[None] | None = None
+        self._unstored: deque[_Unstored] = deque()  # published, in order, not yet stored
+        self._unstored_records = 0
+        self._queued = asyncio.Event()  # wakes the writer
+        self._stored = asyncio.Event()  # set after each write
+        self._writer: asyncio.Task[None] | None = None
         self._batch = asyncio.Lock()  # a batch, or a rebalance: never both at once
         self._failed: asyncio.Future[None] | None = None
         self._storm: dict[str, deque[int]] = {}  # rule → bar ts of its recent fires
@@ -180,12 +199,15 @@ class AlertsWorker:
             session_timeout_ms=int(self.settings.session_timeout_s * 1000),
             heartbeat_interval_ms=int(self.settings.heartbeat_interval_s * 1000),
             max_poll_interval_ms=300_000,
+            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
             # partition p of the three analytics topics together: a pair's messages meet
             partition_assignment_strategy=(RangePartitionAssignor,),
         )
         self._consumer.subscribe(sorted(self._codecs), listener=_Rebalance(self))
         await self._consumer.start()
+        self._writer = asyncio.create_task(self._write_loop(), name="alerts-writer")
         self._tasks = [
+            self._writer,
             asyncio.create_task(self._watch_failure(), name="alerts-failure"),
             asyncio.create_task(self._consume_loop(), name="alerts-consume"),
             asyncio.create_task(self._rules_loop(), name="alerts-rules"),
@@ -221,12 +243,15 @@ class AlertsWorker:
             await self.stop()
 
     async def stop(self) -> None:
-        """Cancel the loops, finish the store in progress, leave the group, close."""
+        """Cancel the loops, let the writer store what is queued (for a while: what it
+        leaves is read again on restart), leave the group, close."""
         for task in self._tasks:
-            task.cancel()
-        if self._storing is not None:
+            if task is not self._writer:
+                task.cancel()
+        if self._writer is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._storing
+                await asyncio.wait_for(self._all_stored(), STOP_DRAIN_S)
+            self._writer.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
@@ -295,7 +320,7 @@ class AlertsWorker:
             self._measure_lag()
             transitions += self.engine.on_clock(self.clock.now_ms())
             if transitions:
-                await (await self._emit(transitions, [], []))()
+                await self._emit(transitions, [], [])
 
     def _measure_lag(self) -> None:
         if self._consumer is None:
@@ -323,8 +348,7 @@ class AlertsWorker:
         """Forget the feeds of revoked partitions (their next owner restores them), once
         the batch in progress and its store are done: what is stored is what was used."""
         async with self._batch:
-            if self._storing is not None:
-                await asyncio.shield(self._storing)
+            await self._all_stored()
             for tp in revoked:
                 self.positions.pop(tp, None)
             gone = {(self._home(tp.topic), tp.partition) for tp in revoked}
@@ -436,27 +460,60 @@ class AlertsWorker:
             offsets.append(
                 Offset(tp.topic, tp.partition, records[-1].offset + 1, Anchor.of(records[-1]))
             )
-        store = await self._emit(transitions, sorted(touched), offsets)
-        await asyncio.gather(*letters)
-        # this batch is stored while the next one is read and evaluated (in order)
-        if self._storing is not None:
-            await asyncio.shield(self._storing)
         commit = {tp: p for tp, p in self.positions.items() if tp in batches}
         count = sum(len(records) for records in batches.values())
-        self._storing = asyncio.create_task(self._store_and_commit(store, commit, count))
+        await self._emit(transitions, sorted(touched), offsets, commit, count)
+        await asyncio.gather(*letters)
+        if self._unstored_records >= MAX_UNSTORED:
+            await self._stored_until(lambda: self._unstored_records < MAX_UNSTORED)
 
-    async def _store_and_commit(
-        self, store: Callable[[], Awaitable[None]], commit: dict[TopicPartition, int], count: int
-    ) -> None:
-        await store()
-        self.stored_records += count
+    # -- storing ---------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        """Store queued batches in order, all that are waiting in one transaction, then
+        commit their offsets to the group too."""
+        assert self._store is not None
         assert self._consumer is not None
-        if not commit:
-            return
-        try:  # the database holds the offsets; the group's copy only shows lag
-            await self._consumer.commit(commit)
-        except KafkaError as error:
-            log.warning("committing offsets to the group failed (the database has them): %s", error)
+        store, consumer = self._store, self._consumer
+        try:
+            while True:
+                await self._queued.wait()
+                self._queued.clear()
+                while self._unstored:
+                    taken = list(self._unstored)  # batches queued while it writes wait
+                    write = functools.partial(store.write, [u.write for u in taken])
+                    with self.metrics.store_seconds.time():
+                        await self._through_outages("storing alerts", write)
+                    for _ in taken:
+                        self._unstored.popleft()
+                    records = sum(u.records for u in taken)
+                    self._unstored_records -= records
+                    self.stored_records += records
+                    commit: dict[TopicPartition, int] = {}
+                    for u in taken:
+                        commit.update(u.commit)
+                    if commit:
+                        try:  # the database holds the offsets; the group's copy shows lag
+                            await consumer.commit(commit)
+                        except KafkaError as error:
+                            log.warning(
+                                "committing offsets to the group failed (the database has "
+                                "them): %s", error,
+                            )  # fmt: skip
+                    self._stored.set()
+        finally:
+            self._stored.set()  # waiters see the writer gone
+
+    async def _stored_until(self, done: Callable[[], bool]) -> None:
+        """Wait for the writer until ``done()``; raises if the writer has stopped."""
+        while not done():
+            if self._writer is None or self._writer.done():
+                raise RuntimeError("the alert writer has stopped; nothing more is stored")
+            self._stored.clear()
+            await self._stored.wait()
+
+    async def _all_stored(self) -> None:
+        await self._stored_until(lambda: not self._unstored)
 
     def _feed(self, source: str, message: Any, now: int) -> list[Transition]:
         e = self.engine
@@ -480,12 +537,14 @@ class AlertsWorker:
         return feed_key(message.pair, message.tf, message.method)
 
     async def _emit(
-        self, transitions: list[Transition], touched: list[str], offsets: list[Offset]
-    ) -> Callable[[], Awaitable[None]]:
-        """Publish (acked when this returns); the store of everything, in one transaction,
-        is returned to be awaited."""
-        assert self._store is not None
-        store = self._store
+        self,
+        transitions: list[Transition],
+        touched: list[str],
+        offsets: list[Offset],
+        commit: dict[TopicPartition, int] | None = None,
+        records: int = 0,
+    ) -> None:
+        """Publish (acked when this returns), then queue the store of everything."""
         now = self.clock.now_ms()
         messages = [t.to_message(now) for t in transitions]
         futures = [await self.producer.send(self.topics.alerts, m) for m in messages]
@@ -499,17 +558,11 @@ class AlertsWorker:
             for key in touched
             if key in self.feed_home
         ]
-        silenced = list(self.silences)
         held = self._over_storm_cap(transitions)
-
-        async def stored() -> None:
-            with self.metrics.store_seconds.time():
-                await self._through_outages(
-                    "storing alerts",
-                    lambda: store.write(transitions, messages, silenced, feeds, offsets, now, held),
-                )
-
-        return stored
+        write = BatchWrite(transitions, messages, list(self.silences), feeds, offsets, now, held)
+        self._unstored.append(_Unstored(write, commit or {}, records))
+        self._unstored_records += records
+        self._queued.set()
 
     def _over_storm_cap(self, transitions: list[Transition]) -> frozenset[str]:
         """Firing alerts beyond ``ALERTS_STORM_CAP`` of one rule within ``ALERTS_STORM_BARS``

@@ -22,7 +22,7 @@ from pairstream.testing import WebhookReceiver, eventually
 from pairstream_alerts.config import AlertsSettings
 from pairstream_alerts.metrics import AlertsMetrics
 from pairstream_alerts.notifier import Notifier
-from pairstream_alerts.store import AlertStore
+from pairstream_alerts.store import AlertStore, BatchWrite
 
 PAIR = "usdm:BTCUSDT-usdm:ETHUSDT"
 T0 = 1_720_000_000_000
@@ -64,7 +64,7 @@ async def setup(
     store = AlertStore(pool, "test", "alerts")
     now = int(time.time() * 1000)
     messages = [t.to_message(now) for t in changes]
-    await store.write(changes, messages, silences or [], [], [], now)
+    await store.write([BatchWrite(changes, messages, silences or [], [], [], now)])
     metrics = AlertsMetrics()
     values: dict[str, Any] = {
         "notify_poll_s": 0.05, "notify_backoff_base_s": 0.05, "notify_backoff_cap_s": 0.5,
