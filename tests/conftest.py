@@ -231,3 +231,21 @@ def make_synthetic_pair() -> Callable[..., BarPair]:
 @pytest.fixture(scope="session")
 def synthetic_pair() -> BarPair:
     return synthetic_bars(1_500, seed=7)
+
+
+@pytest.fixture
+def own_postgres(tmp_path: Path) -> Iterator[tuple[InfraManager, str]]:
+    """An embedded PostgreSQL of this test's own, on a fixed port, so it can be stopped
+    (``manager.down()``) and started again (``manager.up()``) under a running service."""
+    from pairstream.infra.manager import free_port
+    from pairstream.infra.parts import PostgresPart
+
+    settings = InfraSettings(
+        PAIRSTREAM_STATE_DIR=tmp_path / "pg", postgres_port=free_port("127.0.0.1")
+    )
+    manager = InfraManager(settings, external={}, parts=(PostgresPart(),))
+    (report,) = manager.up()
+    try:
+        yield manager, str(report.url)
+    finally:
+        manager.down()

@@ -116,8 +116,11 @@ class Notifier:
         timeout = aiohttp.ClientTimeout(total=self.settings.notify_timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             self._session = session
-            loops = [self._loop(name) for name in self.channels] + [self._unknown_loop()]
-            await asyncio.gather(*loops)
+            # a TaskGroup: one loop failing cancels the others (gather would leave them on)
+            async with asyncio.TaskGroup() as loops:
+                for name in self.channels:
+                    loops.create_task(self._loop(name), name=f"notify-{name}")
+                loops.create_task(self._unknown_loop(), name="notify-unknown")
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.now_ms() / 1000, UTC)

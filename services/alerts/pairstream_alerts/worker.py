@@ -433,6 +433,7 @@ class AlertsWorker:
         offsets: list[Offset] = []
         letters = []
         now = self.clock.now_ms()
+        evaluations = self.engine.evaluations
         for tp, fetched in batches.items():
             source, codec = self._codecs[tp.topic]
             home = (self._home(tp.topic), tp.partition)
@@ -460,6 +461,7 @@ class AlertsWorker:
             offsets.append(
                 Offset(tp.topic, tp.partition, records[-1].offset + 1, Anchor.of(records[-1]))
             )
+        self.metrics.evaluations.inc(self.engine.evaluations - evaluations)
         commit = {tp: p for tp, p in self.positions.items() if tp in batches}
         count = sum(len(records) for records in batches.values())
         await self._emit(transitions, sorted(touched), offsets, commit, count)
@@ -517,18 +519,13 @@ class AlertsWorker:
 
     def _feed(self, source: str, message: Any, now: int) -> list[Transition]:
         e = self.engine
-        before = e.evaluations
-        out: list[Transition]
         if source == "bar":
-            out = e.on_bar(message, wall_ms=now)
-        elif source == "spread":
-            out = e.on_spread(message, wall_ms=now)
-        elif source == "zscore":
-            out = e.on_zscore(message, wall_ms=now)
-        else:
-            out = e.on_stats(message, wall_ms=now)
-        self.metrics.evaluations.inc(e.evaluations - before)
-        return out
+            return e.on_bar(message, wall_ms=now)
+        if source == "spread":
+            return e.on_spread(message, wall_ms=now)
+        if source == "zscore":
+            return e.on_zscore(message, wall_ms=now)
+        return e.on_stats(message, wall_ms=now)
 
     @staticmethod
     def _key(source: str, message: Any) -> str:

@@ -389,6 +389,7 @@ class _Feed:
     method: HedgeMethod | None
     rules_seen: RuleSet | None = None
     groups: list[_Group] = field(default_factory=list)
+    stale: tuple[Rule, ...] = ()  # the wall-clock rules watching it
     ts: list[int] = field(default_factory=list)
     rows: dict[int, dict[str, float | None]] = field(default_factory=dict)
     delivered: dict[Source, int] = field(default_factory=dict)
@@ -571,11 +572,10 @@ class AlertEngine:
     # ------------------------------------------------------------------ wall clock
 
     def _seen_live(self, feed: _Feed, ts: int, wall_ms: int) -> None:
-        for rule in self.rules.for_subject(feed.kind, feed.subject):
-            if isinstance(rule.condition, Stale) and rule.tf == feed.tf:
-                key = (rule.id, feed.subject, feed.tf)
-                old = self._stale.get(key)
-                self._stale[key] = _Silent(wall_ms, ts, None if old is None else old.firing)
+        for rule in feed.stale:
+            key = (rule.id, feed.subject, feed.tf)
+            old = self._stale.get(key)
+            self._stale[key] = _Silent(wall_ms, ts, None if old is None else old.firing)
 
     def on_clock(self, now_ms: int) -> list[Transition]:
         """``stale`` rules against the wall clock: fire when a subject has been silent for
@@ -655,7 +655,10 @@ class AlertEngine:
                 old[(rule.id, rule.version)] = (st, group)
         cursors = {g.sources: g.cursor for g in feed.groups}  # a kept group keeps its place
         groups: dict[frozenset[Source], _Group] = {}
+        stale: list[Rule] = []
         for rule in self.rules.for_subject(feed.kind, feed.subject):
+            if rule.tf == feed.tf and isinstance(rule.condition, Stale):
+                stale.append(rule)
             if rule.tf != feed.tf or isinstance(rule.condition, Stale):
                 continue
             if feed.kind == "pair" and rule.method != feed.method:
@@ -670,6 +673,7 @@ class AlertEngine:
             target.states.append(kept[0] if kept is not None else _RuleState())
             target.checks.append(self._compiled(rule))
         feed.groups = list(groups.values())
+        feed.stale = tuple(stale)
         feed.rules_seen = self.rules
 
     def _advance(self, feed: _Feed, group: _Group, out: list[Transition] | None) -> None:

@@ -61,7 +61,16 @@ async def create_pool(settings: DatabaseSettings | None = None, **kwargs: Any) -
 T = TypeVar("T")
 
 #: what a database outage raises (connection refused or dropped, timeouts, server errors)
-DB_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# InternalClientError ("cannot switch to state N; another operation (2) is in progress"):
+# a pooled connection the server terminated in the middle of an operation (a restart),
+# asyncpg issue #784; SQLAlchemy also treats it as a disconnect (issue #13241).
+DB_ERRORS = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 _log = logging.getLogger(__name__)
 

@@ -1,10 +1,11 @@
 """The alerts service on real Kafka and PostgreSQL, after the real analytics worker.
 
-The recorded July BTC/ETH 1s bars go through the analytics worker (in this process);
-the alerts worker evaluates a rule set of every condition kind over its topics. The
-alerts it publishes, stores and notifies must equal the same engine run over the
-stored analytics (``replay_rules``, what ``pairstream alerts test`` prints), and a
-local webhook receiver must get each exactly once, signed.
+The recorded July BTC/ETH trades are replayed through the resampler and the analytics
+worker (in this process; the restart test feeds their 1s bars to the analytics worker
+directly); the alerts worker evaluates a rule set of every condition kind over its
+topics. The alerts it publishes, stores and notifies must equal the same engine run
+over the stored analytics (``replay_rules``, what ``pairstream alerts test`` prints),
+and a local webhook receiver must get each exactly once, signed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import orjson
 
 from pairstream.alerts.history import replay_rules
@@ -27,7 +29,13 @@ from pairstream.clock import SystemClock
 from pairstream.codec import Codec
 from pairstream.db import connection
 from pairstream.db.migrate import migrate
-from pairstream.kafka import MessageProducer, contract_topics, create_consumer, ensure_topics
+from pairstream.kafka import (
+    MessageProducer,
+    contract_topics,
+    create_consumer,
+    ensure_topics,
+    log_size,
+)
 from pairstream.messages import Alert, Bar
 from pairstream.settings import DatabaseSettings, KafkaSettings, TopicSettings
 from pairstream.testing import ServiceProcess, WebhookReceiver, bar_messages, eventually, unique
@@ -39,6 +47,8 @@ from pairstream_analytics.worker import AnalyticsWorker
 PAIR = "usdm:BTCUSDT-usdm:ETHUSDT"
 SECRET = "s3cret"  # the receiver fixture's
 T0 = 1_720_000_000_000
+BINANCE = Path(__file__).parents[2] / "fixtures" / "binance"
+FRAMES = BINANCE / "usdm_BTC+ETH_20240718-19.interleaved.jsonl.gz"  # the recording as frames
 
 
 def rules() -> list[Rule]:
@@ -218,38 +228,84 @@ def _fields(message: Any) -> dict[str, Any]:
     return {f: getattr(message, f) for f in message.__struct_fields__}
 
 
-async def test_streamed_alerts_equal_the_rules_over_stored_analytics_and_are_sent_once(
+async def bars_stored(db: DatabaseSettings) -> int:
+    async with connection(db) as conn:
+        try:
+            return int(await conn.fetchval("SELECT count(*) FROM bars WHERE tf = '1s' AND final"))
+        except asyncpg.UndefinedTableError:
+            return 0
+
+
+async def test_replayed_trades_through_resampler_and_analytics_give_the_alerts_test_once(
     kafka_settings: KafkaSettings,
     topic_settings: TopicSettings,
     db_settings: DatabaseSettings,
     recorded_bars: Any,
     receiver: WebhookReceiver,
 ) -> None:
+    """The recorded July trades replayed into ``ticks``; the resampler, the analytics and
+    the alerts workers in this process, each on its own topics and group."""
+    from pairstream.analytics.batch import analyze
+    from pairstream_ingest.main import run_replay
+    from pairstream_resampler.config import ResamplerSettings
+    from pairstream_resampler.worker import ResamplerWorker
+
     rule_set = rules()
-    bars = interleaved(recorded_bars)
-    await prepare(db_settings, bars, rule_set)
+    async with connection(db_settings) as conn:
+        await migrate(conn, db_settings)
+        for rule in rule_set:
+            await put_rule(conn, rule)
+    await ensure_topics(contract_topics(topic_settings), kafka_settings)
+    resampling = ResamplerSettings(
+        group_id=unique("resampler"), metrics_port=0, lateness_ms=2_000, idle_after_s=1.5,
+        session_timeout_s=3.0, rebalance_timeout_s=3.0, heartbeat_interval_s=0.5,
+    )  # fmt: skip
+    resampler = ResamplerWorker(
+        resampling, kafka=kafka_settings, topics=topic_settings, db=db_settings
+    )
+    analytics = analytics_settings()
+    bars_wanted = len(recorded_bars.y) + len(recorded_bars.x)
+    outputs = len(analyze(recorded_bars.y, recorded_bars.x, 1_000, analytics.pair_config(),
+                          analytics.methods))  # fmt: skip
     async with collecting_alerts(kafka_settings, topic_settings) as published:
-        settings = alerts_settings(receiver.url)
-        worker = AlertsWorker(
-            settings, SystemClock(), kafka=kafka_settings, topics=topic_settings, db=db_settings
-        )
-        async with running(worker):
-            await analysed(kafka_settings, topic_settings, db_settings, bars, recorded_bars)
-            expected = await expected_alerts(db_settings, rule_set)
-            ids = {t.event_id for t in expected}
-            await eventually(lambda: {a.event_id for a in published} >= ids, timeout=60)
-            await eventually(lambda: set(receiver.keys) >= ids, timeout=60)
-            await asyncio.sleep(1.0)  # anything extra would show up now
-        fired = Counter(t.rule.id for t in expected if t.state == "firing")
-        assert set(fired) == {r.id for r in rule_set}, fired
-        assert_same_alerts(published, expected)
-        assert receiver.keys == Counter(ids)
-        assert receiver.bad_signatures == 0
-        async with connection(db_settings) as conn:
-            history = await conn.fetch("SELECT alert_id::text, state FROM alert_history")
-            outbox = await conn.fetch("SELECT status, count(*) FROM alert_outbox GROUP BY 1")
-        assert {r["alert_id"] for r in history} == {t.alert_id for t in expected}
-        assert dict((r["status"], r["count"]) for r in outbox) == {"sent": len(ids)}
+        await resampler.start()
+        try:
+            workers = (
+                AnalyticsWorker(analytics, SystemClock(), kafka=kafka_settings,
+                                topics=topic_settings, db=db_settings),
+                AlertsWorker(alerts_settings(receiver.url), SystemClock(), kafka=kafka_settings,
+                             topics=topic_settings, db=db_settings),
+            )  # fmt: skip
+            async with running(workers[0]), running(workers[1]):
+                await run_replay([FRAMES], speed=None, kafka=kafka_settings, topics=topic_settings)
+
+                async def all_bars() -> bool:
+                    return await bars_stored(db_settings) >= bars_wanted
+
+                async def all_analytics() -> bool:
+                    return await stored_analytics(db_settings) >= outputs
+
+                await eventually(all_bars, timeout=180)
+                await eventually(all_analytics, timeout=180)
+                expected = await expected_alerts(db_settings, rule_set)
+                ids = {t.event_id for t in expected}
+                await eventually(lambda: {a.event_id for a in published} >= ids, timeout=60)
+                await eventually(lambda: set(receiver.keys) >= ids, timeout=60)
+                await asyncio.sleep(1.0)  # anything extra would show up now
+        finally:
+            await resampler.stop()
+    assert await bars_stored(db_settings) == bars_wanted  # the batch reference's count
+    assert await stored_analytics(db_settings) == outputs
+    fired = Counter(t.rule.id for t in expected if t.state == "firing")
+    assert set(fired) == {r.id for r in rule_set}, fired
+    assert_same_alerts(published, expected)
+    assert receiver.keys == Counter(ids)
+    assert receiver.bad_signatures == 0
+    async with connection(db_settings) as conn:
+        history = await conn.fetch("SELECT alert_id::text, state FROM alert_history")
+        outbox = await conn.fetch("SELECT status, count(*) FROM alert_outbox GROUP BY 1")
+    assert {r["alert_id"] for r in history} == {t.alert_id for t in expected}
+    assert dict((r["status"], r["count"]) for r in outbox) == {"sent": len(ids)}
 
 
 def process_env(
@@ -380,3 +436,76 @@ async def test_a_rule_added_while_running_applies_without_a_restart(
             await set_enabled(conn, "live", False)
         await eventually(lambda: not worker.engine.rules.rules[0].enabled, timeout=5)
     assert took < 1.0, f"rule change applied after {took:.3f} s"
+
+
+def flips(bars: range) -> list[Any]:
+    """A z-score per bar, above then below zero in turn: every bar is a transition of
+    ``flip_rule``."""
+    from pairstream.messages import ZScoreUpdate
+
+    return [
+        ZScoreUpdate(
+            pair=PAIR,
+            tf="1s",
+            ts=T0 + b * 1000,
+            window=60,
+            spread=0.0,
+            mean=0.0,
+            std=1.0,
+            zscore=1.0 if b % 2 == 0 else -1.0,
+            ts_event=T0 + b * 1000 + 1000,
+            ts_init=T0 + b * 1000 + 1000,
+        )
+        for b in bars
+    ]
+
+
+async def test_database_stopped_mid_stream_alerts_still_published_then_stored_and_sent_once(
+    kafka_settings: KafkaSettings,
+    topic_settings: TopicSettings,
+    own_postgres: tuple[Any, str],
+    receiver: WebhookReceiver,
+) -> None:
+    manager, url = own_postgres
+    db = DatabaseSettings(DATABASE_URL=url, DB_SCHEMA=unique("outage_"))
+    flip_rule = Rule.model_validate(
+        {"id": "flip", "name": "flip", "subject": PAIR, "channels": ["hook"],
+         "condition": {"kind": "threshold", "field": "zscore", "op": ">", "value": 0}}
+    )  # fmt: skip
+    async with connection(db) as conn:
+        await migrate(conn, db)
+        await put_rule(conn, flip_rule)
+    settings = alerts_settings(receiver.url, retry_base_s=0.1, retry_cap_s=0.5)
+    worker = AlertsWorker(settings, SystemClock(), kafka=kafka_settings, topics=topic_settings,
+                          db=db)  # fmt: skip
+    async with collecting_alerts(kafka_settings, topic_settings) as published, running(worker):
+        acks = await publish_zscores(kafka_settings, topic_settings, flips(range(0, 100)))
+        await eventually(lambda: worker.stored_records >= 100, timeout=30)
+        await asyncio.to_thread(manager.down)
+        stored_before = worker.stored_records
+        acks += await publish_zscores(kafka_settings, topic_settings, flips(range(100, 300)))
+        # every transition is on `alerts` while the database is away; none of it stored
+        await eventually(lambda: len({a.event_id for a in published}) >= 300, timeout=30)
+        assert worker.stored_records == stored_before
+        await asyncio.to_thread(manager.up)
+        log_end = log_size(acks)  # 300, or more if a producer retry wrote some twice
+        await eventually(lambda: worker.stored_records >= log_end, timeout=60)
+        await eventually(lambda: len(receiver.keys) >= 300, timeout=60)
+        await asyncio.sleep(1.0)  # anything extra would show up now
+    ids = {a.event_id for a in published}
+    assert len(ids) == 300
+    assert receiver.keys == Counter(ids)
+    assert receiver.bad_signatures == 0
+    async with connection(db) as conn:
+        stored = {r["e"] for r in await conn.fetch("SELECT event_id::text AS e FROM alert_events")}
+        offsets = await conn.fetchval("SELECT sum(next_offset) FROM alert_offsets")
+    assert stored == ids
+    assert offsets == log_end
+
+
+async def publish_zscores(
+    kafka: KafkaSettings, topics: TopicSettings, messages: list[Any]
+) -> list[Any]:
+    """Publish; the acks (``RecordMetadata``)."""
+    async with MessageProducer(kafka) as producer:
+        return await asyncio.gather(*[await producer.send(topics.zscore, m) for m in messages])

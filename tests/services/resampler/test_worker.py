@@ -26,7 +26,7 @@ import pytest
 from pairstream.codec import Codec
 from pairstream.db import connection
 from pairstream.infra.manager import InfraManager, free_port
-from pairstream.infra.parts import KafkaPart, PostgresPart
+from pairstream.infra.parts import KafkaPart
 from pairstream.kafka import MessageProducer, TopicRequest, create_consumer, ensure_topics
 from pairstream.messages import Bar, DeadLetter, TickRun, Trade
 from pairstream.settings import DatabaseSettings, InfraSettings, KafkaSettings, TopicSettings
@@ -459,20 +459,6 @@ def _assigned_some(worker: ServiceProcess) -> bool:
 
 async def _stored_at_least(db: DatabaseSettings, rows: int) -> bool:
     return await stored_count(db) >= rows
-
-
-@pytest.fixture
-def own_postgres(tmp_path: Path) -> Iterator[tuple[InfraManager, str]]:
-    """An embedded PostgreSQL of this test's own, on a fixed port, so it can be stopped."""
-    settings = InfraSettings(
-        PAIRSTREAM_STATE_DIR=tmp_path / "pg", postgres_port=free_port("127.0.0.1")
-    )
-    manager = InfraManager(settings, external={}, parts=(PostgresPart(),))
-    (report,) = manager.up()
-    try:
-        yield manager, str(report.url)
-    finally:
-        manager.down()
 
 
 async def test_postgres_stopped_for_20s_mid_stream_loses_nothing(
