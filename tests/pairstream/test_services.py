@@ -68,7 +68,7 @@ def test_every_service_folder_is_registered_packaged_and_checked() -> None:
 def test_services_are_service_objects_in_start_order() -> None:
     found = services()
     assert all(isinstance(s, Service) for s in found)
-    assert [s.name for s in found] == ["ingest", "resampler", "analytics", "alerts"]
+    assert [s.name for s in found] == ["ingest", "resampler", "analytics", "alerts", "api"]
     assert [s.order for s in found] == sorted(s.order for s in found)
 
 
@@ -86,7 +86,7 @@ def test_settings_groups_come_from_the_services() -> None:
     groups = all_settings_groups()
     assert groups[: len(SETTINGS_GROUPS)] == SETTINGS_GROUPS
     prefixes = [g.model_config.get("env_prefix") for g in groups[len(SETTINGS_GROUPS) :]]
-    assert prefixes == ["INGEST_", "RESAMPLER_", "ANALYTICS_", "ALERTS_"]
+    assert prefixes == ["INGEST_", "RESAMPLER_", "ANALYTICS_", "ALERTS_", "API_"]
 
 
 def test_every_service_command_is_on_the_cli() -> None:
@@ -97,6 +97,8 @@ def test_every_service_command_is_on_the_cli() -> None:
     root = typer.main.get_command(app)
     commands = set(root.commands)  # type: ignore[attr-defined]
     bench = set(root.commands["bench"].commands)  # type: ignore[attr-defined]
-    expected = {"ingest", "replay", "resampler", "analytics", "analyze", "alerts", "up", "settings"}
+    expected = {
+        "ingest", "replay", "resampler", "analytics", "analyze", "alerts", "api", "up", "settings",
+    }  # fmt: skip
     assert expected <= commands
     assert bench == {"ingest", "resampler", "analytics", "alerts"}

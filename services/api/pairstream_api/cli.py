@@ -1,0 +1,129 @@
+"""``pairstream api``: the server, its OpenAPI document and its API keys.
+
+Imports typer only; everything else is imported when a command runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pairstream.cliutil import console, fail
+
+api_app = typer.Typer(
+    help="The REST + WebSocket API (FastAPI): run it, export its OpenAPI, manage API keys.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+keys_app = typer.Typer(help="API keys (stored hashed; a key is shown once, at creation).")
+api_app.add_typer(keys_app, name="keys")
+
+
+@api_app.callback()
+def api(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Listen address (API_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (API_PORT; 0 = a free one).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Server processes (API_WORKERS).")] = None,
+) -> None:
+    """Without a subcommand: serve the API (settings API_*, DB_*, REDIS_URL, KAFKA_*)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from pydantic import ValidationError
+
+    from pairstream_api.config import ApiSettings
+    from pairstream_api.server import serve
+
+    given = {"host": host, "port": port, "workers": workers}
+    try:
+        settings = ApiSettings(**{k: v for k, v in given.items() if v is not None})  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise fail(ValueError(str(error))) from error
+    serve(settings)
+
+
+@api_app.command("openapi")
+def openapi(
+    out: Annotated[Path | None, typer.Option(help="Write to this file (default: stdout).")] = None,
+) -> None:
+    """The complete OpenAPI document (JSON)."""
+    import orjson
+
+    from pairstream_api.main import create_app
+
+    document = orjson.dumps(create_app().openapi(), option=orjson.OPT_INDENT_2).decode()
+    if out is None:
+        typer.echo(document)
+    else:
+        out.write_text(document + "\n", encoding="utf-8")
+        console().print(f"wrote {out}")
+
+
+def _run(coro: Any) -> Any:
+    import asyncio
+
+    return asyncio.run(coro)
+
+
+async def _with_conn(work: Any) -> Any:
+    from pairstream.db import connect
+    from pairstream.db.migrate import migrate
+    from pairstream.settings import DatabaseSettings
+
+    db = DatabaseSettings()
+    conn = await connect(db)
+    try:
+        await migrate(conn, db)
+        return await work(conn)
+    finally:
+        await conn.close()
+
+
+@keys_app.command("create")
+def keys_create(
+    scope: Annotated[str, typer.Option(help="read or write.")] = "read",
+    name: Annotated[str, typer.Option(help="Who or what uses it.")] = "",
+) -> None:
+    """Create a key and print it (the only time it is shown)."""
+    from pairstream_api.keys import create_key
+
+    if scope not in ("read", "write"):
+        raise typer.BadParameter("read or write", param_hint="--scope")
+    key, token = _run(_with_conn(lambda conn: create_key(conn, name or scope, scope)))  # type: ignore[arg-type]
+    console().print(f"key {key.id} ({key.scope}, {key.name}) created; it is shown only now:")
+    typer.echo(token)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Every key (never their secrets)."""
+    from rich.table import Table
+
+    from pairstream_api.keys import list_keys
+
+    table = Table()
+    for column in ("id", "scope", "name", "created", "revoked"):
+        table.add_column(column)
+    for k in _run(_with_conn(list_keys)):
+        table.add_row(
+            k.id, k.scope, k.name, f"{k.created_at:%Y-%m-%d %H:%M}",
+            "" if k.revoked_at is None else f"{k.revoked_at:%Y-%m-%d %H:%M}",
+        )  # fmt: skip
+    console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="Key id (from `keys list`).")]) -> None:
+    """Revoke a key (APIs stop accepting it within API_KEY_CACHE_S)."""
+    from pairstream_api.keys import revoke_key
+
+    if not _run(_with_conn(lambda conn: revoke_key(conn, key_id))):
+        raise fail(LookupError(f"no live key {key_id!r}"))
+    console().print(f"key {key_id} revoked")
+
+
+def register(app: typer.Typer, bench: typer.Typer) -> None:
+    """Add ``api`` (with its subcommands) to ``pairstream``."""
+    app.add_typer(api_app, name="api")

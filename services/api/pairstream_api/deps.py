@@ -1,0 +1,81 @@
+"""``Annotated[…, Depends()]`` aliases the routes take: state, a database connection,
+the caller's API key (read or write access)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, cast
+
+import asyncpg
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from .errors import ApiError
+from .keys import ApiKey
+from .state import ApiState
+
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer ps_…`")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: ps_…`")
+
+
+def get_state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.api
+    return state
+
+
+State = Annotated[ApiState, Depends(get_state)]
+
+
+async def get_conn(state: State) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection; waiting longer than ``API_DB_TIMEOUT_S`` answers 503."""
+    async with state.db_pool().acquire(timeout=state.settings.db_timeout_s) as conn:
+        yield cast(asyncpg.Connection, conn)  # a pool's proxy of one
+
+
+Conn = Annotated[asyncpg.Connection, Depends(get_conn)]
+
+
+async def current_key(
+    request: Request,
+    state: State,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    header: Annotated[str | None, Security(_header)],
+) -> ApiKey | None:
+    """The caller's key (None without one); an unknown or revoked key is a 401."""
+    token = bearer.credentials if bearer is not None else header
+    if not token:
+        return None
+    key = await state.keys.check(state.db_pool(), token)
+    if key is None:
+        raise ApiError(
+            401, "Unauthorized", "unknown or revoked API key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )  # fmt: skip
+    request.state.key_id = key.id
+    return key
+
+
+async def read_access(
+    state: State, key: Annotated[ApiKey | None, Depends(current_key)]
+) -> ApiKey | None:
+    if key is None and not state.settings.open_reads:
+        raise ApiError(
+            401, "Unauthorized", "reads need an API key here (API_OPEN_READS is off)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )  # fmt: skip
+    return key
+
+
+async def write_access(key: Annotated[ApiKey | None, Depends(current_key)]) -> ApiKey:
+    if key is None:
+        raise ApiError(
+            401, "Unauthorized", "writes need an API key with scope write",
+            headers={"WWW-Authenticate": "Bearer"},
+        )  # fmt: skip
+    if not key.can_write:
+        raise ApiError(403, "Forbidden", f"API key {key.id} has scope read; writes need write")
+    return key
+
+
+ReadKey = Annotated[ApiKey | None, Depends(read_access)]
+WriteKey = Annotated[ApiKey, Depends(write_access)]

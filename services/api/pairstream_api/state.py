@@ -1,0 +1,42 @@
+"""What every request of one API process shares (``app.state.api``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer
+
+from pairstream.clock import Clock
+from pairstream.instruments import Market
+from pairstream.settings import DatabaseSettings, KafkaSettings, RedisSettings, TopicSettings
+from pairstream_analytics.config import AnalyticsSettings
+
+from .config import ApiSettings
+from .keys import KeyChecker
+from .metrics import ApiMetrics
+
+
+@dataclass
+class ApiState:
+    """Settings, connections and caches of one API process."""
+
+    settings: ApiSettings
+    clock: Clock
+    db: DatabaseSettings
+    kafka: KafkaSettings
+    topics: TopicSettings
+    redis: RedisSettings
+    analytics: AnalyticsSettings
+    metrics: ApiMetrics
+    keys: KeyChecker
+    market: Market = "usdm"  # of bare symbols
+    pool: asyncpg.Pool | None = None
+    redis_client: aioredis.Redis | None = None
+    kafka_client: AIOKafkaConsumer | None = None  # metadata only (health)
+
+    def db_pool(self) -> asyncpg.Pool:
+        if self.pool is None:
+            raise OSError("the database pool is not open yet")
+        return self.pool
