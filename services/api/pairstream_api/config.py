@@ -34,6 +34,7 @@ class ApiSettings(ServiceSettings):
     max_page_limit: int = Field(default=10_000, ge=1, description="Largest `limit` accepted.")
     rate_limit: str = Field(
         default="6000/minute",
+        pattern=r"^\d+ ?(/|per) ?\d* ?(second|minute|hour|day)s?$",
         description="Requests per API key (or per client address without one), `limits` "
         "syntax (`100/second`, `6000/minute`); counters in Redis when it is up.",
     )

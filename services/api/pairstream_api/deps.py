@@ -77,5 +77,24 @@ async def write_access(key: Annotated[ApiKey | None, Depends(current_key)]) -> A
     return key
 
 
+async def rate_limited(
+    request: Request, state: State, key: Annotated[ApiKey | None, Depends(current_key)]
+) -> None:
+    """429 with ``Retry-After`` beyond ``API_RATE_LIMIT`` per key (or client address)."""
+    if state.limiter is None:
+        return
+    client = request.client.host if request.client is not None else "unknown"
+    identity = f"key:{key.id}" if key is not None else f"ip:{client}"
+    wait = await state.limiter.hit(identity)
+    if wait:
+        state.metrics.limited.inc()
+        who = f"API key {key.id}" if key is not None else f"client {client}"
+        raise ApiError(
+            429, "Too many requests",
+            f"{who} is over {state.settings.rate_limit}; retry in {wait:.0f} s",
+            headers={"Retry-After": str(int(wait))},
+        )  # fmt: skip
+
+
 ReadKey = Annotated[ApiKey | None, Depends(read_access)]
 WriteKey = Annotated[ApiKey, Depends(write_access)]

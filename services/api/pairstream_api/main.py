@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 
-from pairstream.cache import create_redis
+from pairstream.cache import create_redis, redis_url
 from pairstream.clock import Clock, SystemClock
 from pairstream.db import create_pool, through_outages
 from pairstream.db.migrate import migrate
@@ -30,6 +30,7 @@ from . import errors
 from .config import ApiSettings
 from .keys import KeyChecker
 from .metrics import ApiMetrics
+from .ratelimit import RateLimiter
 from .routes import alerts, analytics, health, market
 from .state import ApiState
 
@@ -166,6 +167,7 @@ async def _open(state: ApiState) -> None:
         max_inactive_connection_lifetime=60,
     )  # fmt: skip
     state.redis_client = create_redis(state.redis)
+    state.limiter = RateLimiter(state.settings.rate_limit, redis_url(state.redis), state.clock)
     state.kafka_client = create_consumer([], None, state.kafka, request_timeout_ms=5_000)
     try:
         await state.kafka_client.start()

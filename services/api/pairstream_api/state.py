@@ -16,6 +16,7 @@ from pairstream_analytics.config import AnalyticsSettings
 from .config import ApiSettings
 from .keys import KeyChecker
 from .metrics import ApiMetrics
+from .ratelimit import RateLimiter
 
 
 @dataclass
@@ -35,6 +36,7 @@ class ApiState:
     pool: asyncpg.Pool | None = None
     redis_client: aioredis.Redis | None = None
     kafka_client: AIOKafkaConsumer | None = None  # metadata only (health)
+    limiter: RateLimiter | None = None
 
     def db_pool(self) -> asyncpg.Pool:
         if self.pool is None:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import asyncpg
 import orjson
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ValidationError
 
 from pairstream.alerts.engine import Transition
@@ -24,13 +24,13 @@ from pairstream.alerts.store import (
 )
 from pairstream.instruments import pair_legs
 
-from ..deps import Conn, ReadKey, State, WriteKey
+from ..deps import Conn, ReadKey, State, WriteKey, rate_limited
 from ..errors import ApiError
 from ..models import AlertPublic, AlertTransitionPublic, Page
 from ..query import TIME_HELP, TIME_PATTERN, Cursor, TimeWindow, invalid, parse_time, to_ms
 from . import PREFIX
 
-router = APIRouter(prefix=PREFIX, tags=["alerts"])
+router = APIRouter(prefix=PREFIX, tags=["alerts"], dependencies=[Depends(rate_limited)])
 
 RuleId = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", examples=["z-outside"])]
 

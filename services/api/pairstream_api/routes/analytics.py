@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import asyncpg
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from pairstream.instruments import pair_legs, parse_pair
 
-from ..deps import Conn, ReadKey, State
+from ..deps import Conn, ReadKey, State, rate_limited
 from ..models import (
     AnalyticsLatest,
     AnalyticsPoint,
@@ -23,7 +23,7 @@ from ..query import Cursor, TimeWindow, invalid, to_ms
 from . import PREFIX
 from .market import TfQuery
 
-router = APIRouter(prefix=PREFIX, tags=["analytics"])
+router = APIRouter(prefix=PREFIX, tags=["analytics"], dependencies=[Depends(rate_limited)])
 
 Method = Literal["ols", "huber", "kalman"]
 PairPath = Annotated[

@@ -5,18 +5,18 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from pairstream.instruments import parse_instrument, split_instrument
 from pairstream.messages import timeframe_ms
 
-from ..deps import Conn, ReadKey, State
+from ..deps import Conn, ReadKey, State, rate_limited
 from ..errors import ApiError
 from ..models import BarPublic, InstrumentPublic, Page, TickPublic
 from ..query import Cursor, TimeWindow, invalid, to_ms
 from . import PREFIX
 
-router = APIRouter(prefix=PREFIX, tags=["market"])
+router = APIRouter(prefix=PREFIX, tags=["market"], dependencies=[Depends(rate_limited)])
 
 InstrumentPath = Annotated[
     str,

@@ -1,0 +1,53 @@
+"""Rate limits (429 with Retry-After, counted in Redis across API processes, per key)
+and keys that are never logged."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from pairstream.testing import unique
+
+
+async def test_rate_limit_is_per_key_shared_by_api_processes_and_says_when_to_retry(
+    api: Callable[..., Any], keys: dict[str, str]
+) -> None:
+    limit = "5/minute"
+    async with (
+        api(rate_limit=limit) as first,
+        api(rate_limit=limit) as second,
+        first.client(keys["read"]) as a,
+        second.client(keys["read"]) as b,
+        first.client(keys["write"]) as other,
+    ):
+        # a fresh window per test run: the limit counts per key and the keys are shared
+        statuses = [(await (a if i % 2 else b).get("/api/v1/pairs")).status_code for i in range(5)]
+        limited = await a.get("/api/v1/pairs")
+        other_key = await other.get("/api/v1/pairs")
+        health = await a.get("/health/live")
+    assert statuses == [200] * 5
+    assert limited.status_code == 429
+    assert int(limited.headers["retry-after"]) >= 1
+    assert limited.headers["content-type"] == "application/problem+json"
+    assert "5/minute" in limited.json()["detail"]
+    assert other_key.status_code == 200
+    assert health.status_code == 200  # probes are never limited
+
+
+async def test_a_key_is_never_logged(
+    api: Callable[..., Any], keys: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    wrong = keys["write"][:-4] + "abcd"
+    async with api(rate_limit="1/minute") as server:
+        for token in (keys["write"], wrong):
+            async with server.client(token) as client:
+                await client.get("/api/v1/pairs")
+                await client.get("/api/v1/pairs")
+                await client.post("/api/v1/alerts/rules", json={"id": unique("x")})
+    secret = keys["write"].split("_", 2)[2]
+    assert secret not in caplog.text
+    assert wrong.split("_", 2)[2] not in caplog.text
