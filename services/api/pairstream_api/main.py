@@ -31,7 +31,7 @@ from .config import ApiSettings
 from .keys import KeyChecker
 from .metrics import ApiMetrics
 from .ratelimit import RateLimiter
-from .routes import alerts, analytics, health, market
+from .routes import alerts, analytics, export, health, market
 from .state import ApiState
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def create_app(
     )
     app.state.api = state
     errors.install(app)
-    for router in (market.router, analytics.router, alerts.router, health.router):
+    for router in (market.router, analytics.router, alerts.router, export.router, health.router):
         app.include_router(router)
 
     @app.middleware("http")

@@ -26,11 +26,12 @@ from .market import TfQuery
 router = APIRouter(prefix=PREFIX, tags=["analytics"], dependencies=[Depends(rate_limited)])
 
 Method = Literal["ols", "huber", "kalman"]
+PAIR_PATTERN = r"^([a-z]+:)?[A-Za-z0-9]{2,30}-([a-z]+:)?[A-Za-z0-9]{2,30}$"
 PairPath = Annotated[
     str,
     Path(
         description="`Y-X`: `BTCUSDT-ETHUSDT` (default market) or `usdm:BTCUSDT-usdm:ETHUSDT`.",
-        pattern=r"^([a-z]+:)?[A-Za-z0-9]{2,30}-([a-z]+:)?[A-Za-z0-9]{2,30}$",
+        pattern=PAIR_PATTERN,
         examples=["BTCUSDT-ETHUSDT"],
     ),
 ]

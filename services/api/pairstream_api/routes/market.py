@@ -18,11 +18,12 @@ from . import PREFIX
 
 router = APIRouter(prefix=PREFIX, tags=["market"], dependencies=[Depends(rate_limited)])
 
+INSTRUMENT_PATTERN = r"^([a-z]+:)?[A-Za-z0-9]{2,30}$"
 InstrumentPath = Annotated[
     str,
     Path(
         description="`usdm:BTCUSDT`, `spot:ETHUSDT`, or a bare symbol (the default market).",
-        pattern=r"^([a-z]+:)?[A-Za-z0-9]{2,30}$",
+        pattern=INSTRUMENT_PATTERN,
         examples=["usdm:BTCUSDT"],
     ),
 ]
