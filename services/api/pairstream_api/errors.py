@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Any
 
 import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pairstream.alerts.store import NotFoundError
@@ -38,6 +40,33 @@ PROBLEM = "application/problem+json"
 
 class ProblemResponse(JSONResponse):
     media_type = PROBLEM
+
+
+class Problem(BaseModel):
+    """An error (RFC 9457); validation errors also list each failing field."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errors: list[dict[str, str]] | None = None
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` documenting these error statuses as problem+json."""
+    text = {400: "The body is not valid JSON.", 401: "No API key, or an unknown or revoked one.",
+            403: "The key may not write.",
+            404: "No such resource.", 409: "It exists already.", 413: "The body is too large.",
+            422: "Invalid parameters or body; each failing field is named.",
+            429: "Over the rate limit; see Retry-After.",
+            503: "PostgreSQL did not answer; see Retry-After."}  # fmt: skip
+    schema = {"$ref": "#/components/schemas/Problem"}
+    return {
+        s: {"description": text.get(s, "Error."), "model": Problem,
+            "content": {PROBLEM: {"schema": schema}}}
+        for s in statuses
+    }  # fmt: skip
 
 
 class ApiError(Exception):
@@ -68,6 +97,16 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc if p not in ("body", "query", "path", "header"))
 
 
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """The methods the OpenAPI document lists for ``path``."""
+    found: set[str] = set()
+    for template, operations in app.openapi()["paths"].items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path):
+            found |= {m.upper() for m in operations}
+    return sorted(found)
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
 
@@ -89,11 +128,13 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> ProblemResponse:
-        title = {404: "Not found", 405: "Method not allowed"}.get(error.status_code, "Error")
-        return problem(
-            error.status_code, title, str(error.detail), request.url.path,
-            dict(error.headers or {}),
-        )  # fmt: skip
+        title = {400: "Bad request", 404: "Not found", 405: "Method not allowed"}.get(
+            error.status_code, "Error"
+        )
+        headers = dict(error.headers or {})
+        if error.status_code == 405:  # every method of the path, not just the first route's
+            headers["Allow"] = ", ".join(allowed_methods(app, request.url.path))
+        return problem(error.status_code, title, str(error.detail), request.url.path, headers)
 
     @app.exception_handler(NotFoundError)
     async def not_found(request: Request, error: NotFoundError) -> ProblemResponse:
@@ -108,6 +149,14 @@ def install(app: FastAPI) -> None:
 
     for kind in UNAVAILABLE:
         app.add_exception_handler(kind, unavailable)
+
+    @app.exception_handler(asyncpg.DataError)
+    async def unstorable(request: Request, error: asyncpg.DataError) -> ProblemResponse:
+        # class 22 (data exception): a value the database refuses, e.g. a NUL character
+        return problem(
+            422, "Invalid request", f"a value the database cannot take: {error}",
+            request.url.path,
+        )  # fmt: skip
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> ProblemResponse:

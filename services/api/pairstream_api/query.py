@@ -18,8 +18,9 @@ from fastapi import Depends, Query, Request
 
 from .errors import ApiError
 
-_DIGITS = re.compile(r"^-?\d{1,16}$")
-TIME_PATTERN = r"^(-?\d{1,16}|\d{4}-\d{2}-\d{2}([T ][0-9:.]+)?(Z|[+-]\d{2}:?\d{2})?)$"
+_DIGITS = re.compile(r"^\d{1,15}$")
+TIME_PATTERN = r"^(\d{1,15}|\d{4}-\d{2}-\d{2}([T ][0-9:.]+)?(Z|[+-]\d{2}:?\d{2})?)$"
+MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 TIME_HELP = "Epoch ms or ISO-8601 (UTC unless a zone is given)."
 
 
@@ -32,16 +33,20 @@ def invalid(field: str, message: str) -> ApiError:
 
 
 def parse_time(text: str, field: str) -> int:
-    """Epoch ms from ms digits or ISO-8601."""
+    """Epoch ms from ms digits or ISO-8601, within years 1970–9999."""
     if _DIGITS.match(text):
-        return int(text)
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise invalid(field, f"not epoch ms or ISO-8601: {text!r}") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return int(when.timestamp() * 1000)
+        ms = int(text)
+    else:
+        try:
+            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            ms = int(when.timestamp() * 1000)
+        except (ValueError, OverflowError):
+            raise invalid(field, f"not epoch ms or ISO-8601: {text!r}") from None
+    if not 0 <= ms <= MAX_MS:
+        raise invalid(field, f"outside 1970-01-01 … 9999-12-31: {text!r}")
+    return ms
 
 
 def to_datetime(ms: int) -> datetime:
@@ -73,7 +78,10 @@ class Cursor:
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
             ts, _, key = raw.partition("|")
-            return cls(int(ts), key)
+            cursor = cls(int(ts), key)
+            if not 0 <= cursor.ts <= MAX_MS:
+                raise ValueError(ts)
+            return cursor
         except (ValueError, binascii.Error, UnicodeDecodeError):
             raise invalid("cursor", "not a cursor of this API (use next_cursor)") from None
 

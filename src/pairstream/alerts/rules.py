@@ -150,7 +150,7 @@ class CorrelationBreak(_Strict):
     kind: Literal["correlation_break"] = "correlation_break"
     below: float | None = Field(default=None, ge=-1, le=1)
     drop: float | None = Field(default=None, gt=0, le=2)
-    bars: int = Field(default=60, ge=2, le=10_000)
+    bars: int = Field(strict=True, default=60, ge=2, le=10_000)
 
     @model_validator(mode="after")
     def _one(self) -> CorrelationBreak:
@@ -167,7 +167,7 @@ class Cointegration(_Strict):
     event: Literal["lost", "regained"]
     test: Literal["adf", "engle_granger"] = "engle_granger"
     level: float = Field(default=0.05, gt=0, lt=1)
-    tests: int = Field(default=3, ge=1, le=1_000)
+    tests: int = Field(strict=True, default=3, ge=1, le=1_000)
 
 
 class Spike(_Strict):
@@ -176,7 +176,7 @@ class Spike(_Strict):
 
     kind: Literal["volatility_spike", "volume_spike"]
     factor: float = Field(gt=1)
-    bars: int = Field(default=60, ge=3, le=10_000)
+    bars: int = Field(strict=True, default=60, ge=3, le=10_000)
 
 
 class HedgeJump(_Strict):
@@ -184,7 +184,7 @@ class HedgeJump(_Strict):
 
     kind: Literal["hedge_jump"] = "hedge_jump"
     relative: float = Field(gt=0)
-    bars: int = Field(default=10, ge=1, le=10_000)
+    bars: int = Field(strict=True, default=10, ge=1, le=10_000)
 
 
 class HalfLife(_Strict):
@@ -310,7 +310,7 @@ class RuleSpec(_Strict):
     subject: str = Field(min_length=1, max_length=200)
     tf: str = Field(default="1s", pattern=r"^[1-9][0-9]*[smh]$")
     method: Literal["ols", "huber", "kalman"] = "ols"
-    for_bars: int = Field(default=1, ge=1, le=10_000)
+    for_bars: int = Field(strict=True, default=1, ge=1, le=10_000)
     clear: float | tuple[float, float] | None = Field(
         default=None,
         description="Hysteresis: a firing alert resolves only once the value is back beyond "
@@ -320,6 +320,7 @@ class RuleSpec(_Strict):
         default=0, description="Event-time seconds from one fire to the next."
     )
     nodata_bars: int = Field(
+        strict=True,
         default=10,
         ge=1,
         le=100_000,
@@ -332,7 +333,7 @@ class RuleSpec(_Strict):
     labels: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=256)]] = (
         Field(default_factory=dict, max_length=50)
     )
-    enabled: bool = True
+    enabled: bool = Field(default=True, strict=True)
 
     @field_validator("subject")
     @classmethod
@@ -391,7 +392,7 @@ class Rule(RuleSpec):
     """A stored rule: its id and the version every change increments."""
 
     id: str = Field(pattern=_ID)
-    version: int = Field(default=1, ge=1)
+    version: int = Field(default=1, ge=1, strict=True)
 
     def applies_to(self, subject: str) -> bool:
         """Whether this rule watches ``subject``."""
@@ -404,7 +405,9 @@ class Silence(_Strict):
     id: str = Field(pattern=_ID)
     rule_id: str = Field(default="*", description="A rule id or a glob of rule ids.")
     subject: str = Field(default="*", min_length=1, max_length=200)
-    until: int = Field(ge=0, description="Epoch ms, wall clock.")
+    until: int = Field(
+        ge=0, le=253_402_300_799_999, strict=True, description="Epoch ms, wall clock."
+    )
     reason: str = Field(default="", max_length=500)
 
     def mutes(self, rule_id: str, subject: str, now_ms: int) -> bool:

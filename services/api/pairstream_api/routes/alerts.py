@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from pairstream.alerts.engine import Transition
 from pairstream.alerts.history import replay_rules
-from pairstream.alerts.rules import Rule, RuleContext, RuleSpec, Silence, normalise_subject
+from pairstream.alerts.rules import Rule, RuleContext, RuleSpec, Silence
 from pairstream.alerts.store import (
     current_rules,
     delete_rule,
@@ -22,15 +22,20 @@ from pairstream.alerts.store import (
     put_silence,
     silences,
 )
-from pairstream.instruments import pair_legs
+from pairstream.instruments import pair_legs, parse_instrument, parse_pair
 
 from ..deps import Conn, ReadKey, State, WriteKey, rate_limited
-from ..errors import ApiError
+from ..errors import ApiError, problems
 from ..models import AlertPublic, AlertTransitionPublic, Page
 from ..query import TIME_HELP, TIME_PATTERN, Cursor, TimeWindow, invalid, parse_time, to_ms
 from . import PREFIX
 
-router = APIRouter(prefix=PREFIX, tags=["alerts"], dependencies=[Depends(rate_limited)])
+router = APIRouter(
+    prefix=PREFIX,
+    tags=["alerts"],
+    dependencies=[Depends(rate_limited)],
+    responses=problems(400, 401, 413, 422, 429, 503, 403, 404, 409),
+)
 
 RuleId = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", examples=["z-outside"])]
 
@@ -47,10 +52,10 @@ M = TypeVar("M", bound=BaseModel)
 
 
 async def validated(request: Request, model: type[M], state: State) -> M:
-    """The request body validated by ``model`` with :func:`context` (422 naming the field)."""
-    raw = orjson.loads(await request.body())
-    try:
-        return model.model_validate(raw, context=context(state))
+    """The request body validated by ``model`` with :func:`context`, JSON types strictly
+    (422 naming the field)."""
+    try:  # strict JSON: a number is not a boolean, a string is not a number
+        return model.model_validate_json(await request.body(), strict=True, context=context(state))
     except ValidationError as error:
         errors = [
             {"field": ".".join(str(p) for p in e["loc"]), "in": "body", "message": e["msg"]}
@@ -181,8 +186,9 @@ async def _test(
     to_ms_ = None if end is None else parse_time(end, "end")
     subjects = None
     if subject is not None:
+        parse = parse_pair if rule.kind == "pair" else parse_instrument
         try:
-            subjects = [normalise_subject(subject, rule.kind, state.market)]
+            subjects = [parse(subject, state.market)]
         except ValueError as error:
             raise invalid("subject", str(error)) from None
     transitions = await replay_rules(conn, [rule], subjects, from_ms, to_ms_)

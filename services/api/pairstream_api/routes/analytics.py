@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from pairstream.instruments import pair_legs, parse_pair
 
 from ..deps import Conn, ReadKey, State, rate_limited
+from ..errors import problems
 from ..models import (
     AnalyticsLatest,
     AnalyticsPoint,
@@ -23,7 +24,12 @@ from ..query import Cursor, TimeWindow, invalid, to_ms
 from . import PREFIX
 from .market import TfQuery
 
-router = APIRouter(prefix=PREFIX, tags=["analytics"], dependencies=[Depends(rate_limited)])
+router = APIRouter(
+    prefix=PREFIX,
+    tags=["analytics"],
+    dependencies=[Depends(rate_limited)],
+    responses=problems(400, 401, 413, 422, 429, 503),
+)
 
 Method = Literal["ols", "huber", "kalman"]
 PAIR_PATTERN = r"^([a-z]+:)?[A-Za-z0-9]{2,30}-([a-z]+:)?[A-Za-z0-9]{2,30}$"

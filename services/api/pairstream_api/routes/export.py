@@ -13,13 +13,15 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
 from ..deps import ReadKey, State, rate_limited
+from ..errors import problems
 from ..query import TIME_HELP, TIME_PATTERN, invalid, parse_time, to_datetime, to_ms
 from . import PREFIX
 from .analytics import PAIR_PATTERN, POINT, pair_of
 from .market import INSTRUMENT_PATTERN, TfQuery, instrument_of
 
 router = APIRouter(prefix=f"{PREFIX}/export", tags=["export"],
-                   dependencies=[Depends(rate_limited)])  # fmt: skip
+                   dependencies=[Depends(rate_limited)],
+                   responses=problems(400, 401, 413, 422, 429, 503))  # fmt: skip
 
 CHUNK = 2_000  # rows per cursor fetch and per written piece
 Start = Annotated[str | None, Query(pattern=TIME_PATTERN, description=f"Inclusive. {TIME_HELP}")]

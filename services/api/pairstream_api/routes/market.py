@@ -11,12 +11,17 @@ from pairstream.instruments import parse_instrument, split_instrument
 from pairstream.messages import timeframe_ms
 
 from ..deps import Conn, ReadKey, State, rate_limited
-from ..errors import ApiError
+from ..errors import ApiError, problems
 from ..models import BarPublic, InstrumentPublic, Page, TickPublic
 from ..query import Cursor, TimeWindow, invalid, to_ms
 from . import PREFIX
 
-router = APIRouter(prefix=PREFIX, tags=["market"], dependencies=[Depends(rate_limited)])
+router = APIRouter(
+    prefix=PREFIX,
+    tags=["market"],
+    dependencies=[Depends(rate_limited)],
+    responses=problems(400, 401, 413, 422, 429, 503, 404),
+)
 
 INSTRUMENT_PATTERN = r"^([a-z]+:)?[A-Za-z0-9]{2,30}$"
 InstrumentPath = Annotated[
