@@ -13,7 +13,7 @@ import typer
 from pairstream.cliutil import console, fail
 
 api_app = typer.Typer(
-    help="The REST + WebSocket API (FastAPI): run it, export its OpenAPI, manage API keys.",
+    help="The REST API (FastAPI): run it, export its OpenAPI, manage API keys.",
     invoke_without_command=True,
     no_args_is_help=False,
 )

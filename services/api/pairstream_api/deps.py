@@ -11,7 +11,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from .errors import ApiError
-from .keys import ApiKey
+from .keys import ApiKey, key_id_of
 from .state import ApiState
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer ps_…`")
@@ -51,7 +51,6 @@ async def current_key(
             401, "Unauthorized", "unknown or revoked API key",
             headers={"WWW-Authenticate": "Bearer"},
         )  # fmt: skip
-    request.state.key_id = key.id
     return key
 
 
@@ -77,23 +76,31 @@ async def write_access(key: Annotated[ApiKey | None, Depends(current_key)]) -> A
     return key
 
 
-async def rate_limited(
-    request: Request, state: State, key: Annotated[ApiKey | None, Depends(current_key)]
-) -> None:
-    """429 with ``Retry-After`` beyond ``API_RATE_LIMIT`` per key (or client address)."""
+async def rate_limited(request: Request, state: State) -> None:
+    """429 with ``Retry-After`` beyond ``API_RATE_LIMIT`` per key (or client address),
+    counted before the key is checked, so unknown keys are limited too."""
     if state.limiter is None:
         return
+    token = _token(request)
+    key_id = None if token is None else key_id_of(token)
     client = request.client.host if request.client is not None else "unknown"
-    identity = f"key:{key.id}" if key is not None else f"ip:{client}"
+    identity = f"key:{key_id}" if key_id is not None else f"ip:{client}"
     wait = await state.limiter.hit(identity)
     if wait:
         state.metrics.limited.inc()
-        who = f"API key {key.id}" if key is not None else f"client {client}"
+        who = f"API key {key_id}" if key_id is not None else f"client {client}"
         raise ApiError(
             429, "Too many requests",
             f"{who} is over {state.settings.rate_limit}; retry in {wait:.0f} s",
             headers={"Retry-After": str(int(wait))},
         )  # fmt: skip
+
+
+def _token(request: Request) -> str | None:
+    auth = request.headers.get("authorization")
+    if auth is not None and auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    return request.headers.get("x-api-key") or None
 
 
 ReadKey = Annotated[ApiKey | None, Depends(read_access)]

@@ -138,7 +138,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(NotFoundError)
     async def not_found(request: Request, error: NotFoundError) -> ProblemResponse:
-        return problem(404, "Not found", str(error).strip("'\""), request.url.path)
+        return problem(404, "Not found", str(error), request.url.path)
 
     async def unavailable(request: Request, error: Exception) -> ProblemResponse:
         log.warning("%s %s: database unavailable: %r", request.method, request.url.path, error)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -87,10 +88,11 @@ def key_id_of(token: str) -> str | None:
 class KeyChecker:
     """Checks tokens against the table, trusting a checked token for ``ttl_s`` seconds."""
 
-    def __init__(self, clock: Clock, ttl_s: float) -> None:
+    def __init__(self, clock: Clock, ttl_s: float, timeout_s: float) -> None:
         self.clock = clock
         self.ttl_s = ttl_s
-        self._seen: dict[str, tuple[float, ApiKey | None]] = {}
+        self.timeout_s = timeout_s
+        self._seen: OrderedDict[str, tuple[float, ApiKey | None]] = OrderedDict()
 
     async def check(self, pool: asyncpg.Pool, token: str) -> ApiKey | None:
         """The live key ``token`` is, or None (unknown, wrong secret or revoked)."""
@@ -98,21 +100,24 @@ class KeyChecker:
         now = self.clock.monotonic()
         seen = self._seen.get(digest)
         if seen is not None and now - seen[0] < self.ttl_s:
+            self._seen.move_to_end(digest)
             return seen[1]
         key_id = key_id_of(token)
         key = None
         if key_id is not None:
-            row = await pool.fetchrow(
-                "SELECT id, name, scope, hash, created_at, revoked_at FROM api_keys WHERE id = $1",
-                key_id,
-            )
+            async with pool.acquire(timeout=self.timeout_s) as conn:
+                row = await conn.fetchrow(
+                    "SELECT id, name, scope, hash, created_at, revoked_at FROM api_keys "
+                    "WHERE id = $1",
+                    key_id,
+                )
             if (
                 row is not None
                 and row["revoked_at"] is None
                 and hmac.compare_digest(row["hash"], digest)
             ):
                 key = _key(row)
-        if len(self._seen) > 10_000:
-            self._seen.clear()
         self._seen[digest] = (now, key)
+        if len(self._seen) > 10_000:  # least recently used first
+            self._seen.popitem(last=False)
         return key

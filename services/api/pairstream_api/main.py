@@ -106,7 +106,8 @@ def create_app(
         settings=settings, clock=clock, db=db or DatabaseSettings(), kafka=kafka or KafkaSettings(),
         topics=topics or TopicSettings(), redis=redis or RedisSettings(),
         analytics=analytics_settings or AnalyticsSettings(), metrics=ApiMetrics(),
-        keys=KeyChecker(clock, settings.key_cache_s), market=MarketSettings().default,
+        keys=KeyChecker(clock, settings.key_cache_s, settings.db_timeout_s),
+        market=MarketSettings().default,
     )  # fmt: skip
 
     @contextlib.asynccontextmanager
@@ -120,7 +121,7 @@ def create_app(
     app = FastAPI(
         title="pairstream API",
         version="1",
-        summary="Bars, pairs analytics, scans and alerts of pairstream: REST and one WebSocket.",
+        summary="Bars, pairs analytics, scans and alerts of pairstream.",
         lifespan=lifespan,
     )
     app.state.api = state

@@ -63,3 +63,27 @@ async def test_bar_and_analytics_exports_equal_the_tables_streamed_in_pieces(
         assert (float(got) if got else "") == want
     assert list(alerts) == []  # no alerts stored in this schema: a header only
     assert bad.status_code == 422
+
+
+async def test_an_export_cut_short_by_the_client_hands_its_connection_back(
+    api: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pairstream.testing import eventually
+
+    monkeypatch.setattr(export, "CHUNK", 10)
+    async with api() as server:
+        pool = server.app.state.api.pool
+        for _ in range(12):  # more than the pool holds
+            async with (
+                server.client() as client,
+                client.stream("GET", "/api/v1/export/bars.csv",
+                              params={"instrument": "BTCUSDT", "tf": "1s"}) as response,
+            ):  # fmt: skip
+                async for _chunk in response.aiter_bytes():
+                    break  # the client goes away after the first piece
+
+        await eventually(lambda: pool.get_idle_size() == pool.get_size(), timeout=10)
+        async with server.client() as client:
+            assert (
+                await client.get("/api/v1/bars/BTCUSDT", params={"tf": "1s"})
+            ).status_code == 200

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -43,5 +44,7 @@ async def test_the_whole_openapi_fuzzed_gives_no_server_error_and_conforms(
     output = done.stdout + done.stderr
     server_errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert done.returncode == 0, output[-12000:] + "\n".join(server_errors)[-4000:]
-    assert "Tested: 2" in output  # every operation (25 and more)
+    tested = re.search(r"Tested: (\d+)", output)
+    assert tested is not None
+    assert int(tested.group(1)) >= 25  # every operation
     assert not server_errors

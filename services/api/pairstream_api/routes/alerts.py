@@ -20,6 +20,7 @@ from pairstream.alerts.store import (
     get_rule,
     put_rule,
     put_silence,
+    rule_id_for,
     silences,
 )
 from pairstream.instruments import pair_legs, parse_instrument, parse_pair
@@ -120,11 +121,10 @@ async def create_rule(
 ) -> Rule:
     """Validate and store a new rule (version 1)."""
     spec = await validated(request, RuleSpec, state)
-    if spec.id is not None and await conn.fetchval(
-        "SELECT 1 FROM alert_rules WHERE id = $1 LIMIT 1", spec.id
-    ):
-        raise ApiError(409, "Conflict", f"rule {spec.id!r} exists: PUT /alerts/rules/{spec.id}")
-    return await put_rule(conn, spec, changed_by=f"api:{key.id}")
+    rule_id = spec.id or rule_id_for(spec.name)  # what the store would name it
+    if await conn.fetchval("SELECT 1 FROM alert_rules WHERE id = $1 LIMIT 1", rule_id):
+        raise ApiError(409, "Conflict", f"rule {rule_id!r} exists: PUT /alerts/rules/{rule_id}")
+    return await put_rule(conn, spec.model_copy(update={"id": rule_id}), changed_by=f"api:{key.id}")
 
 
 @router.post("/alerts/rules/test", summary="Test an unsaved rule on history")

@@ -176,8 +176,10 @@ async def candidates(
         r["pair"]: r["half_life"]
         for r in await conn.fetch(
             "SELECT DISTINCT ON (pair) pair, half_life FROM analytics_stats "
-            "WHERE pair = ANY($1::text[]) AND half_life IS NOT NULL ORDER BY pair, ts DESC",
+            "WHERE pair = ANY($1::text[]) AND tf = $2 AND half_life IS NOT NULL "
+            "ORDER BY pair, ts DESC",
             pairs,
+            tf,
         )
     }
 

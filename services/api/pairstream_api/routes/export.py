@@ -3,9 +3,10 @@ built in memory)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -57,35 +58,57 @@ def _range(start: str | None, end: str | None) -> tuple[datetime | None, datetim
     return lo, hi
 
 
+class _Streamed(StreamingResponse):
+    """A streamed response that hands its connection back however it ends: sent in
+    full, the client gone before or during the body, or the task cancelled."""
+
+    def __init__(self, rows: AsyncIterator[str], release: Callable[[], Awaitable[None]],
+                 **kwargs: Any) -> None:  # fmt: skip
+        super().__init__(rows, **kwargs)
+        self._rows = rows
+        self._release = release
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            aclose = getattr(self._rows, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()  # rolls its transaction back if it was cut short
+            await self._release()
+
+
 async def _stream(
     state: State, filename: str, columns: Sequence[str], query: str, *args: Any
 ) -> StreamingResponse:
     """A CSV response fed by a server-side cursor; the connection is taken here, so a
-    database that does not answer is a 503 before any byte is sent."""
+    database that cannot be reached is a 503 before any byte is sent (an error later
+    ends the body early)."""
     pool = state.db_pool()
     conn = await pool.acquire(timeout=state.settings.db_timeout_s)
 
     async def rows() -> AsyncIterator[str]:
-        try:
-            buffer = io.StringIO()
-            writer = csv.writer(buffer, lineterminator="\n")
-            writer.writerow(columns)
-            async with conn.transaction(readonly=True):
-                batch = 0
-                async for record in conn.cursor(query, *args, prefetch=CHUNK):
-                    writer.writerow([_cell(record[c]) for c in columns])
-                    batch += 1
-                    if batch == CHUNK:
-                        yield buffer.getvalue()
-                        buffer.seek(0)
-                        buffer.truncate()
-                        batch = 0
-            yield buffer.getvalue()
-        finally:
-            await pool.release(conn)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(columns)
+        async with conn.transaction(readonly=True):
+            batch = 0
+            async for record in conn.cursor(query, *args, prefetch=CHUNK):
+                writer.writerow([_cell(record[c]) for c in columns])
+                batch += 1
+                if batch == CHUNK:
+                    yield buffer.getvalue()
+                    buffer.seek(0)
+                    buffer.truncate()
+                    batch = 0
+        yield buffer.getvalue()
 
-    return StreamingResponse(
-        rows(), media_type="text/csv",
+    async def release() -> None:
+        await pool.release(conn)
+
+    return _Streamed(
+        rows(), release, media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )  # fmt: skip
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import asyncpg
@@ -54,17 +55,20 @@ async def instruments(conn: Conn, state: State, _: ReadKey) -> list[InstrumentPu
     rows = await conn.fetch(
         """
         WITH RECURSIVE k AS (
-            (SELECT symbol, tf FROM bars ORDER BY symbol, tf LIMIT 1)
+            (SELECT market, symbol, tf FROM bars ORDER BY market, symbol, tf LIMIT 1)
             UNION ALL
-            SELECT n.symbol, n.tf FROM k, LATERAL (
-                SELECT symbol, tf FROM bars WHERE (symbol, tf) > (k.symbol, k.tf)
-                ORDER BY symbol, tf LIMIT 1) n
+            SELECT n.market, n.symbol, n.tf FROM k, LATERAL (
+                SELECT market, symbol, tf FROM bars
+                WHERE (market, symbol, tf) > (k.market, k.symbol, k.tf)
+                ORDER BY market, symbol, tf LIMIT 1) n
         )
-        SELECT k.symbol, k.tf, f.market, f.start AS first, l.start AS last, l.ts_event
+        SELECT k.market, k.symbol, k.tf, f.start AS first, l.start AS last, l.ts_event
         FROM k,
-        LATERAL (SELECT market, start FROM bars b WHERE b.symbol = k.symbol AND b.tf = k.tf
+        LATERAL (SELECT start FROM bars b
+                 WHERE (b.market, b.symbol, b.tf) = (k.market, k.symbol, k.tf)
                  ORDER BY start LIMIT 1) f,
-        LATERAL (SELECT start, ts_event FROM bars b WHERE b.symbol = k.symbol AND b.tf = k.tf
+        LATERAL (SELECT start, ts_event FROM bars b
+                 WHERE (b.market, b.symbol, b.tf) = (k.market, k.symbol, k.tf)
                  ORDER BY start DESC LIMIT 1) l
         """
     )
@@ -96,11 +100,11 @@ async def bars(
     """Bars over a time range, oldest first (`tf=1h`: hourly bars from the 1m bars)."""
     name, market, symbol = instrument_of(instrument, state)
     hourly = tf == "1h" and "1h" not in state.topics.timeframes
-    # `bars_1h` (from the final 1m bars) has no market, revision or final columns
+    # `bars_1h` (from the final 1m bars) has no tf, revision or final columns
     source = (
         "SELECT start, open, high, low, close, volume, quote_volume, trades, vwap, buy_volume, "
         "0 AS revision, start + interval '1 hour' <= now() AS final FROM bars_1h "
-        "WHERE symbol = $1 AND $2::text IS NOT NULL AND $3::text IS NOT NULL"
+        "WHERE symbol = $1 AND market = $2 AND $3::text IS NOT NULL"
         if hourly
         else "SELECT start, open, high, low, close, volume, quote_volume, trades, vwap, "
         "buy_volume, revision, final FROM bars WHERE symbol = $1 AND market = $2 AND tf = $3"
@@ -150,7 +154,7 @@ async def ticks(
         )  # fmt: skip
     name, market, symbol = instrument_of(instrument, state)
     after = window.cursor
-    if after is not None and not after.key.isdigit():
+    if after is not None and re.fullmatch(r"[0-9]{1,19}", after.key) is None:
         raise invalid("cursor", "not a cursor of this route (use next_cursor)")
     rows = await conn.fetch(
         """
