@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -15,7 +16,6 @@ from pairstream.cache import create_redis, redis_url
 from pairstream.clock import Clock, SystemClock
 from pairstream.db import create_pool, through_outages
 from pairstream.db.migrate import migrate
-from pairstream.kafka import create_consumer
 from pairstream.settings import (
     DatabaseSettings,
     KafkaSettings,
@@ -169,10 +169,9 @@ async def _open(state: ApiState) -> None:
     )  # fmt: skip
     state.redis_client = create_redis(state.redis)
     state.limiter = RateLimiter(state.settings.rate_limit, redis_url(state.redis), state.clock)
-    state.kafka_client = create_consumer([], None, state.kafka, request_timeout_ms=5_000)
     try:
-        await state.kafka_client.start()
-    except Exception as error:  # Kafka down: REST works; health says so until it is back
+        await asyncio.wait_for(state.kafka_metadata(), 5)
+    except Exception as error:  # Kafka down: REST works; health retries until it is back
         log.warning("Kafka not reachable at start (%r); REST serves from PostgreSQL", error)
 
 

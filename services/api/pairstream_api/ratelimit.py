@@ -15,6 +15,8 @@ from pairstream.clock import Clock
 
 log = logging.getLogger(__name__)
 
+REDIS_RETRY_S = 5.0  # a request does not wait for a Redis that just failed
+
 
 class RateLimiter:
     """``hit(identity)`` → seconds to wait (0 = allowed)."""
@@ -34,18 +36,19 @@ class RateLimiter:
             )
         )  # fmt: skip
         self.redis_down = False
+        self._retry_at = 0.0  # after a Redis failure, memory only until then
 
     async def hit(self, identity: str) -> float:
         """Count one request of ``identity``; how long it must wait when over its limit."""
-        limiter = self._memory
-        if self._redis is not None:
+        if self._redis is not None and self.clock.monotonic() >= self._retry_at:
             try:
                 return await self._hit(self._redis, identity)
             except (RedisError, OSError) as error:
                 if not self.redis_down:
                     log.warning("rate limits: Redis unavailable (%r); counting in memory", error)
                 self.redis_down = True
-        return await self._hit(limiter, identity)
+                self._retry_at = self.clock.monotonic() + REDIS_RETRY_S
+        return await self._hit(self._memory, identity)
 
     async def _hit(self, limiter: FixedWindowRateLimiter, identity: str) -> float:
         allowed = await limiter.hit(self.item, identity)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import asyncpg
@@ -10,6 +11,7 @@ from aiokafka import AIOKafkaConsumer
 
 from pairstream.clock import Clock
 from pairstream.instruments import Market
+from pairstream.kafka import create_consumer
 from pairstream.settings import DatabaseSettings, KafkaSettings, RedisSettings, TopicSettings
 from pairstream_analytics.config import AnalyticsSettings
 
@@ -37,6 +39,20 @@ class ApiState:
     redis_client: aioredis.Redis | None = None
     kafka_client: AIOKafkaConsumer | None = None  # metadata only (health)
     limiter: RateLimiter | None = None
+
+    async def kafka_metadata(self) -> None:
+        """Topic metadata from the broker; the client is made on first success, so a
+        broker that was down at start is found once it is up."""
+        if self.kafka_client is None:
+            client = create_consumer([], None, self.kafka, request_timeout_ms=5_000)
+            try:
+                await client.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await client.stop()
+                raise
+            self.kafka_client = client
+        await self.kafka_client.topics()
 
     def db_pool(self) -> asyncpg.Pool:
         if self.pool is None:

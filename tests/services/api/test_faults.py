@@ -1,14 +1,21 @@
 """Faults over real HTTP: PostgreSQL stopped → 503 problem+json within a second (no
-hang) and health `unavailable`, then recovery without a restart."""
+hang) and health `unavailable`; Redis and Kafka stopped → REST still answers and health
+says `degraded`; each time recovery without a restart."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from pairstream.infra import Endpoints
-from pairstream.settings import DatabaseSettings, RedisSettings
+import pytest
+
+from pairstream.infra import Endpoints, InfraManager
+from pairstream.infra.manager import free_port
+from pairstream.infra.parts import KafkaPart, RedisPart
+from pairstream.settings import DatabaseSettings, InfraSettings, KafkaSettings, RedisSettings
 from pairstream.testing import eventually, unique
 
 from .conftest import Stocked, serving
@@ -45,3 +52,48 @@ async def test_postgres_stopped_answers_503_within_a_second_then_recovers(
 
         await eventually(back, timeout=30)
         assert (await client.get("/health/ready")).json()["status"] == "ready"
+
+
+@pytest.fixture
+def own_kafka_and_redis(tmp_path: Path) -> Iterator[tuple[InfraManager, str, str]]:
+    """A broker and a Redis of this test's own, on fixed ports, so they can be stopped."""
+    settings = InfraSettings(
+        PAIRSTREAM_STATE_DIR=tmp_path / "infra", kafka_port=free_port("127.0.0.1"),
+        redis_port=free_port("127.0.0.1"),
+    )  # fmt: skip
+    manager = InfraManager(settings, external={}, parts=(KafkaPart(), RedisPart()))
+    urls = {r.name: str(r.url) for r in manager.up()}
+    try:
+        yield manager, urls["kafka"], urls["redis"]
+    finally:
+        manager.down()
+
+
+async def test_redis_and_kafka_stopped_leave_rest_answering_and_health_degraded_then_back(
+    own_kafka_and_redis: tuple[InfraManager, str, str], stocked: Stocked
+) -> None:
+    manager, kafka_url, redis_url = own_kafka_and_redis
+    kafka = KafkaSettings(bootstrap=kafka_url, client_id=unique("api"))
+    redis = RedisSettings(REDIS_URL=redis_url)
+    async with (
+        serving(stocked.db, kafka, stocked.topics, stocked.analytics, redis,
+                rate_limit="100000/minute") as server,
+        server.client() as client,
+    ):  # fmt: skip
+        assert (await client.get("/health/ready")).json()["status"] == "ready"
+        await asyncio.to_thread(manager.down)
+        for _ in range(3):  # rate limits fall back to memory, reads come from PostgreSQL
+            assert (
+                await client.get("/api/v1/bars/BTCUSDT", params={"tf": "1s"})
+            ).status_code == 200
+        ready = (await client.get("/health/ready")).json()
+        assert ready["status"] == "degraded"
+        assert ready["checks"]["redis"]["status"] == "down"
+        assert ready["checks"]["kafka"]["status"] == "down"
+        assert ready["checks"]["postgres"]["status"] == "ok"
+        await asyncio.to_thread(manager.up)
+
+        async def recovered() -> bool:
+            return bool((await client.get("/health/ready")).json()["status"] == "ready")
+
+        await eventually(recovered, timeout=60)

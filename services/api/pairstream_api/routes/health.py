@@ -52,9 +52,7 @@ async def ready(state: State) -> JSONResponse:
         await state.redis_client.ping()
 
     async def kafka() -> None:
-        if state.kafka_client is None:
-            raise RuntimeError("no Kafka client")
-        await state.kafka_client.topics()
+        await state.kafka_metadata()
 
     checks = dict(
         zip(
