@@ -128,9 +128,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> ProblemResponse:
-        title = {400: "Bad request", 404: "Not found", 405: "Method not allowed"}.get(
-            error.status_code, "Error"
-        )
+        title = {
+            400: "Bad request",
+            404: "Not found",
+            405: "Method not allowed",
+            413: "Request too large",
+        }.get(error.status_code, "Error")
         headers = dict(error.headers or {})
         if error.status_code == 405:  # every method of the path, not just the first route's
             headers["Allow"] = ", ".join(allowed_methods(app, request.url.path))

@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, HTTPException
 from fastapi.middleware.cors import CORSMiddleware
 
 from pairstream.cache import create_redis, redis_url
@@ -36,56 +36,66 @@ from .state import ApiState
 
 log = logging.getLogger(__name__)
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
 
 class BodyLimit:
-    """Refuses request bodies over ``limit`` bytes with 413, declared or streamed."""
+    """Bodies over ``limit`` bytes are a 413 problem: a declared length before anything
+    is read, a streamed body as soon as it passes the limit."""
 
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], limit: int):
+    def __init__(self, app: Any, limit: int) -> None:
         self.app = app
         self.limit = limit
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await _too_large(scope, send, self.limit)
+        detail = f"the body is over {self.limit:,} bytes (API_MAX_BODY_BYTES)"
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            response = errors.problem(413, "Request too large", detail, scope.get("path", ""))
+            await response(scope, receive, send)
             return
         seen = 0
 
-        async def counted() -> MutableMapping[str, Any]:
+        async def counted() -> Any:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _BodyTooLargeError
+            if seen > self.limit:  # FastAPI passes an HTTPException on to the handlers
+                raise HTTPException(413, detail)
             return message
 
+        await self.app(scope, counted, send)
+
+
+class Timed:
+    """Request latency by route template, method and status (500s and whole streamed
+    bodies included: a plain ASGI middleware, no task group around the app)."""
+
+    def __init__(self, app: Any, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def sending(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            await self.app(scope, counted, send)
-        except _BodyTooLargeError:
-            await _too_large(scope, send, self.limit)
-
-
-class _BodyTooLargeError(Exception):
-    pass
-
-
-async def _too_large(scope: Scope, send: Send, limit: int) -> None:
-    response = errors.problem(
-        413, "Request too large", f"the body is over {limit:,} bytes (API_MAX_BODY_BYTES)",
-        scope.get("path", ""),
-    )  # fmt: skip
-    await response(scope, _no_body, send)
-
-
-async def _no_body() -> MutableMapping[str, Any]:
-    return {"type": "http.request", "body": b"", "more_body": False}
+            await self.app(scope, receive, sending)
+        finally:
+            template = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.latency.labels(template, scope["method"], str(status)).observe(
+                time.perf_counter() - started
+            )
 
 
 def create_app(
@@ -123,32 +133,21 @@ def create_app(
         version="1",
         summary="Bars, pairs analytics, scans and alerts of pairstream.",
         lifespan=lifespan,
+        redirect_slashes=False,  # `/rules/` is not `/rules`: a 404, not a redirect elsewhere
     )
     app.state.api = state
     errors.install(app)
     for router in (market.router, analytics.router, alerts.router, export.router, health.router):
         app.include_router(router)
 
-    @app.middleware("http")
-    async def timed(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        state.metrics.latency.labels(template, request.method, str(response.status_code)).observe(
-            time.perf_counter() - started
-        )
-        return response
-
+    app.add_middleware(Timed, metrics=state.metrics)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
         )  # fmt: skip
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
 
 

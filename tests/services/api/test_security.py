@@ -51,3 +51,22 @@ async def test_a_key_is_never_logged(
     secret = keys["write"].split("_", 2)[2]
     assert secret not in caplog.text
     assert wrong.split("_", 2)[2] not in caplog.text
+
+
+async def test_a_body_over_the_limit_is_refused_with_413_declared_or_streamed(
+    api: Callable[..., Any], keys: dict[str, str]
+) -> None:
+    body = b'{"name": "' + b"x" * 4_000 + b'"}'
+
+    async def chunks() -> Any:
+        for i in range(0, len(body), 500):
+            yield body[i : i + 500]
+
+    async with api(max_body_bytes=1024) as server, server.client(keys["write"]) as client:
+        declared = await client.post("/api/v1/alerts/rules", content=body,
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+        streamed = await client.post("/api/v1/alerts/rules", content=chunks(),
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    for response in (declared, streamed):
+        assert response.status_code == 413, response.text
+        assert response.headers["content-type"] == "application/problem+json"
