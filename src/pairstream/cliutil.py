@@ -10,13 +10,16 @@ import contextlib
 import signal
 from collections.abc import Coroutine, Iterator, Mapping
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
 if TYPE_CHECKING:
+    from pydantic_settings import BaseSettings
     from rich.console import Console
     from rich.table import Table
+
+S = TypeVar("S", bound="BaseSettings")
 
 
 @cache
@@ -39,6 +42,17 @@ def fail(error: Exception) -> typer.Exit:
     """Print ``error`` in red on stderr; the exit (code 1) to raise."""
     err().print(f"[red]error:[/red] {error}")
     return typer.Exit(1)
+
+
+def settings_from(group: type[S], **given: Any) -> S:
+    """``group`` from the environment with the options given on the command line (those
+    not ``None``) on top; invalid values exit with the validation error."""
+    from pydantic import ValidationError
+
+    try:
+        return group(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as error:
+        raise fail(ValueError(str(error))) from error
 
 
 def parse_speed(value: str) -> float | None:

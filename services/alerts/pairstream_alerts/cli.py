@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pairstream.cliutil import console, err, fail, run_until_signalled
+from pairstream.cliutil import console, err, fail, run_until_signalled, settings_from
 
 alerts_app = typer.Typer(
     help="Alert rules over the analytics topics: run the service, edit rules and silences, "
@@ -32,16 +32,11 @@ def alerts(
     pairs: partitions spread over the workers."""
     if ctx.invoked_subcommand is not None:
         return
-    from pydantic import ValidationError
-
     from pairstream_alerts.config import AlertsSettings
     from pairstream_alerts.main import run_alerts
 
     given = {"group_id": group_id, "metrics_port": metrics_port}
-    try:
-        settings = AlertsSettings(**{k: v for k, v in given.items() if v is not None})  # type: ignore[arg-type]
-    except ValidationError as error:
-        raise fail(ValueError(str(error))) from error
+    settings = settings_from(AlertsSettings, **given)
     run_until_signalled(run_alerts(settings))
 
 

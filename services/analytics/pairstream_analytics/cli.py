@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pairstream.cliutil import err, fail, measures, print_bench, run_until_signalled
+from pairstream.cliutil import err, fail, measures, print_bench, run_until_signalled, settings_from
 
 
 def analytics(
@@ -37,8 +37,6 @@ def analytics(
 
     Start several for more pairs: pairs spread over the workers by partition.
     """
-    from pydantic import ValidationError
-
     from pairstream_analytics.config import AnalyticsSettings
     from pairstream_analytics.main import run_analytics
 
@@ -52,10 +50,7 @@ def analytics(
     }
     if symbols is not None and pairs is None:
         given["pairs"] = ""  # --symbols alone: every pair of them, not ANALYTICS_PAIRS
-    try:
-        settings = AnalyticsSettings(**{k: v for k, v in given.items() if v is not None})  # type: ignore[arg-type]
-    except ValidationError as error:
-        raise fail(ValueError(str(error))) from error
+    settings = settings_from(AnalyticsSettings, **given)
     run_until_signalled(run_analytics(settings))
 
 

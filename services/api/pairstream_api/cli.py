@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pairstream.cliutil import console, fail
+from pairstream.cliutil import console, fail, settings_from
 
 api_app = typer.Typer(
     help="The REST API (FastAPI): run it, export its OpenAPI, manage API keys.",
@@ -31,16 +31,11 @@ def api(
     """Without a subcommand: serve the API (settings API_*, DB_*, REDIS_URL, KAFKA_*)."""
     if ctx.invoked_subcommand is not None:
         return
-    from pydantic import ValidationError
-
     from pairstream_api.config import ApiSettings
     from pairstream_api.server import serve
 
     given = {"host": host, "port": port, "workers": workers}
-    try:
-        settings = ApiSettings(**{k: v for k, v in given.items() if v is not None})  # type: ignore[arg-type]
-    except ValidationError as error:
-        raise fail(ValueError(str(error))) from error
+    settings = settings_from(ApiSettings, **given)
     serve(settings)
 
 

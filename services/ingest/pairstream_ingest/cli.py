@@ -14,11 +14,11 @@ from pairstream.cliutil import (
     bench_infra,
     console,
     err,
-    fail,
     measures,
     parse_speed,
     print_bench,
     run_until_signalled,
+    settings_from,
 )
 
 
@@ -125,8 +125,6 @@ def ingest(
     metrics_port: Annotated[int | None, typer.Option(help="Prometheus port (0 = off).")] = None,
 ) -> None:
     """Ingest trades into the ticks topic (settings: INGEST_* variables; flags override)."""
-    from pydantic import ValidationError
-
     from pairstream_ingest.config import IngestSettings
     from pairstream_ingest.main import run_ingest
 
@@ -134,16 +132,12 @@ def ingest(
         "source": source, "market": market, "stream": stream, "symbols": symbols,
         "ws_url": ws_url, "rest_url": rest_url, "metrics_port": metrics_port,
     }  # fmt: skip
-    overrides = {k: v for k, v in given.items() if v is not None}
+    overrides = dict(given)
     if replay_path:
         overrides["replay_paths"] = tuple(str(p) for p in replay_path)
     if speed is not None:
         overrides["replay_speed"] = overrides["synthetic_speed"] = parse_speed(speed)
-    try:
-        settings = IngestSettings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as error:
-        raise fail(ValueError(str(error))) from error
-    run_until_signalled(run_ingest(settings))
+    run_until_signalled(run_ingest(settings_from(IngestSettings, **overrides)))
 
 
 def bench_ingest(

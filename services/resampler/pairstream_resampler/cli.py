@@ -10,7 +10,14 @@ from typing import Annotated
 
 import typer
 
-from pairstream.cliutil import bench_infra, err, fail, measures, print_bench, run_until_signalled
+from pairstream.cliutil import (
+    bench_infra,
+    err,
+    measures,
+    print_bench,
+    run_until_signalled,
+    settings_from,
+)
 
 
 def resampler(
@@ -24,16 +31,11 @@ def resampler(
 
     Start several for more throughput: the workers split the partitions of ticks.
     """
-    from pydantic import ValidationError
-
     from pairstream_resampler.config import ResamplerSettings
     from pairstream_resampler.main import run_resampler
 
     given = {"lateness_ms": lateness_ms, "group_id": group_id, "metrics_port": metrics_port}
-    try:
-        settings = ResamplerSettings(**{k: v for k, v in given.items() if v is not None})  # type: ignore[arg-type]
-    except ValidationError as error:
-        raise fail(ValueError(str(error))) from error
+    settings = settings_from(ResamplerSettings, **given)
     run_until_signalled(run_resampler(settings))
 
 
