@@ -18,6 +18,10 @@ _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer ps_â€
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: ps_â€¦`")
 
 
+def unauthorized(detail: str) -> ApiError:
+    return ApiError(401, "Unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
+
+
 def get_state(request: Request) -> ApiState:
     state: ApiState = request.app.state.api
     return state
@@ -47,10 +51,7 @@ async def current_key(
         return None
     key = await state.keys.check(state.db_pool(), token)
     if key is None:
-        raise ApiError(
-            401, "Unauthorized", "unknown or revoked API key",
-            headers={"WWW-Authenticate": "Bearer"},
-        )  # fmt: skip
+        raise unauthorized("unknown or revoked API key")
     return key
 
 
@@ -58,19 +59,13 @@ async def read_access(
     state: State, key: Annotated[ApiKey | None, Depends(current_key)]
 ) -> ApiKey | None:
     if key is None and not state.settings.open_reads:
-        raise ApiError(
-            401, "Unauthorized", "reads need an API key here (API_OPEN_READS is off)",
-            headers={"WWW-Authenticate": "Bearer"},
-        )  # fmt: skip
+        raise unauthorized("reads need an API key here (API_OPEN_READS is off)")
     return key
 
 
 async def write_access(key: Annotated[ApiKey | None, Depends(current_key)]) -> ApiKey:
     if key is None:
-        raise ApiError(
-            401, "Unauthorized", "writes need an API key with scope write",
-            headers={"WWW-Authenticate": "Bearer"},
-        )  # fmt: skip
+        raise unauthorized("writes need an API key with scope write")
     if not key.can_write:
         raise ApiError(403, "Forbidden", f"API key {key.id} has scope read; writes need write")
     return key

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -97,6 +98,18 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc if p not in ("body", "query", "path", "header"))
 
 
+def invalid_fields(errors: Sequence[Mapping[str, Any]], where: str | None = None) -> ApiError:
+    """A 422 naming each failing field of pydantic ``errors``; ``where`` (``body``) for
+    errors of a model validated by hand, whose locations do not start with it."""
+    fields = []
+    for e in errors:
+        loc = tuple(e["loc"]) if where is None else (where, *e["loc"])
+        fields.append({"field": _field(loc), "in": str(loc[0]) if loc else "",
+                       "message": e["msg"]})  # fmt: skip
+    detail = "; ".join(f"{f['field'] or f['in']}: {f['message']}" for f in fields)
+    return ApiError(422, "Invalid request", detail, errors=fields)
+
+
 def allowed_methods(app: FastAPI, path: str) -> list[str]:
     """The methods the OpenAPI document lists for ``path``."""
     found: set[str] = set()
@@ -118,13 +131,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> ProblemResponse:
-        errors = [
-            {"field": _field(tuple(e["loc"])), "in": str(e["loc"][0]) if e["loc"] else "",
-             "message": e["msg"]}
-            for e in error.errors()
-        ]  # fmt: skip
-        detail = "; ".join(f"{e['field'] or e['in']}: {e['message']}" for e in errors)
-        return problem(422, "Invalid request", detail, request.url.path, errors=errors)
+        return await api_error(request, invalid_fields(error.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> ProblemResponse:

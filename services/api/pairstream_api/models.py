@@ -10,6 +10,8 @@ from typing import Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pairstream.messages import HedgeMethod
+
 
 class _Public(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -42,7 +44,7 @@ class PairPublic(_Public):
     y: str = Field(description="The regressed leg.")
     x: str = Field(description="The regressor leg.")
     timeframes: list[str]
-    methods: list[Literal["ols", "huber", "kalman"]]
+    methods: list[HedgeMethod]
     price_transform: Literal["price", "log"]
     hedge_window: int
     zscore_window: int
@@ -81,7 +83,7 @@ class AnalyticsPoint(_Public):
     """Every metric of a pair at one bar (``null`` where not computed yet)."""
 
     ts: int
-    method: Literal["ols", "huber", "kalman"]
+    method: HedgeMethod
     hedge_ratio: float | None = None
     intercept: float | None = None
     spread: float | None = None

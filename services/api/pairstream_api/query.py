@@ -109,24 +109,31 @@ class Window:
         return None if self.cursor is None else to_datetime(self.cursor.ts)
 
 
+StartQuery = Annotated[
+    str | None,
+    Query(description=f"Range start, inclusive. {TIME_HELP}", pattern=TIME_PATTERN,
+          examples=["2024-07-18T12:00:00Z"]),
+]  # fmt: skip
+EndQuery = Annotated[
+    str | None,
+    Query(description=f"Range end, exclusive. {TIME_HELP}", pattern=TIME_PATTERN,
+          examples=["1721307600000"]),
+]  # fmt: skip
+
+
+def parse_range(start: str | None, end: str | None) -> tuple[int | None, int | None]:
+    """``start`` and ``end`` in epoch ms (each optional); ``end`` may not be before ``start``."""
+    start_ms = None if start is None else parse_time(start, "start")
+    end_ms = None if end is None else parse_time(end, "end")
+    if start_ms is not None and end_ms is not None and end_ms < start_ms:
+        raise invalid("end", "before start")
+    return start_ms, end_ms
+
+
 def _window(
     request: Request,
-    start: Annotated[
-        str | None,
-        Query(
-            description=f"Range start, inclusive. {TIME_HELP}",
-            pattern=TIME_PATTERN,
-            examples=["2024-07-18T12:00:00Z"],
-        ),
-    ] = None,
-    end: Annotated[
-        str | None,
-        Query(
-            description=f"Range end, exclusive. {TIME_HELP}",
-            pattern=TIME_PATTERN,
-            examples=["1721307600000"],
-        ),
-    ] = None,
+    start: StartQuery = None,
+    end: EndQuery = None,
     limit: Annotated[int | None, Query(ge=1, description="Rows per page (capped).")] = None,
     cursor: Annotated[
         str | None, Query(max_length=200, description="`next_cursor` of the previous page.")
@@ -135,10 +142,7 @@ def _window(
     settings = request.app.state.api.settings
     if limit is not None and limit > settings.max_page_limit:
         raise invalid("limit", f"at most {settings.max_page_limit}")
-    start_ms = None if start is None else parse_time(start, "start")
-    end_ms = None if end is None else parse_time(end, "end")
-    if start_ms is not None and end_ms is not None and end_ms < start_ms:
-        raise invalid("end", "before start")
+    start_ms, end_ms = parse_range(start, end)
     return Window(
         start_ms, end_ms, limit or settings.page_limit,
         None if cursor is None else Cursor.decode(cursor),

@@ -26,9 +26,9 @@ from pairstream.alerts.store import (
 from pairstream.instruments import pair_legs, parse_instrument, parse_pair
 
 from ..deps import Conn, ReadKey, State, WriteKey, rate_limited
-from ..errors import ApiError, problems
+from ..errors import ApiError, invalid_fields, problems
 from ..models import AlertPublic, AlertTransitionPublic, Page
-from ..query import TIME_HELP, TIME_PATTERN, Cursor, TimeWindow, invalid, parse_time, to_ms
+from ..query import Cursor, EndQuery, StartQuery, TimeWindow, invalid, parse_time, to_ms
 from . import PREFIX
 
 router = APIRouter(
@@ -58,12 +58,7 @@ async def validated(request: Request, model: type[M], state: State) -> M:
     try:  # strict JSON: a number is not a boolean, a string is not a number
         return model.model_validate_json(await request.body(), strict=True, context=context(state))
     except ValidationError as error:
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"]), "in": "body", "message": e["msg"]}
-            for e in error.errors()
-        ]
-        detail = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors)
-        raise ApiError(422, "Invalid request", detail, errors=errors) from None
+        raise invalid_fields(error.errors(), "body") from None
 
 
 def _alert(r: asyncpg.Record) -> dict[str, Any]:
@@ -130,8 +125,8 @@ async def create_rule(
 @router.post("/alerts/rules/test", summary="Test an unsaved rule on history")
 async def try_new_rule(
     body: RuleSpec, request: Request, conn: Conn, state: State, _: ReadKey,
-    start: Annotated[str | None, Query(pattern=TIME_PATTERN, description=TIME_HELP)] = None,
-    end: Annotated[str | None, Query(pattern=TIME_PATTERN, description=TIME_HELP)] = None,
+    start: StartQuery = None,
+    end: EndQuery = None,
     subject: Annotated[str | None, Query(max_length=200)] = None,
 ) -> list[AlertTransitionPublic]:  # fmt: skip
     """The transitions the rule would have raised over the stored analytics and bars."""
@@ -170,8 +165,8 @@ async def remove_rule(rule_id: RuleId, conn: Conn, key: WriteKey) -> Response:
 @router.post("/alerts/rules/{rule_id}/test", summary="Test a stored rule on history")
 async def try_stored_rule(
     rule_id: RuleId, conn: Conn, state: State, _: ReadKey,
-    start: Annotated[str | None, Query(pattern=TIME_PATTERN, description=TIME_HELP)] = None,
-    end: Annotated[str | None, Query(pattern=TIME_PATTERN, description=TIME_HELP)] = None,
+    start: StartQuery = None,
+    end: EndQuery = None,
     subject: Annotated[str | None, Query(max_length=200)] = None,
 ) -> list[AlertTransitionPublic]:  # fmt: skip
     """What ``pairstream alerts test`` prints for the stored rule."""

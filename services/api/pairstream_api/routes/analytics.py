@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Depends, Path, Query
 
 from pairstream.instruments import pair_legs, parse_pair
+from pairstream.messages import HedgeMethod
 
 from ..deps import Conn, ReadKey, State, rate_limited
 from ..errors import problems
@@ -22,7 +23,7 @@ from ..models import (
 )
 from ..query import Cursor, TimeWindow, invalid, to_ms
 from . import PREFIX
-from .market import TfQuery
+from .market import TF_PATTERN, TfQuery
 
 router = APIRouter(
     prefix=PREFIX,
@@ -31,7 +32,7 @@ router = APIRouter(
     responses=problems(400, 401, 413, 422, 429, 503),
 )
 
-Method = Literal["ols", "huber", "kalman"]
+TfPath = Annotated[str, Path(pattern=TF_PATTERN, description="Timeframe.", examples=["1m"])]
 PAIR_PATTERN = r"^([a-z]+:)?[A-Za-z0-9]{2,30}-([a-z]+:)?[A-Za-z0-9]{2,30}$"
 PairPath = Annotated[
     str,
@@ -86,7 +87,7 @@ async def pairs(state: State, _: ReadKey) -> list[PairPublic]:
 @router.get("/analytics/{pair}", summary="Analytics of a pair over time")
 async def analytics(
     pair: PairPath, tf: TfQuery, window: TimeWindow, conn: Conn, state: State, _: ReadKey,
-    method: Annotated[Method, Query(description="Hedge-ratio method.")] = "ols",
+    method: Annotated[HedgeMethod, Query(description="Hedge-ratio method.")] = "ols",
 ) -> Page[AnalyticsPoint]:  # fmt: skip
     """Hedge ratio, spread, z-score and stats per bar, oldest first."""
     name = pair_of(pair, state)
@@ -149,7 +150,7 @@ def _cell(r: asyncpg.Record) -> dict[str, Any]:
 
 @router.get("/scan/{tf}/latest", summary="The newest pair scan")
 async def scan_latest(
-    tf: Annotated[str, Path(pattern=r"^[1-9][0-9]{0,5}[smh]$", examples=["1m"])],
+    tf: TfPath,
     conn: Conn, _: ReadKey,
 ) -> ScanPublic:  # fmt: skip
     """Correlation and Engle–Granger cointegration of every scanned pair of instruments."""
@@ -164,7 +165,7 @@ async def scan_latest(
 
 @router.get("/scan/{tf}/candidates", summary="Pairs ranked for trading")
 async def candidates(
-    tf: Annotated[str, Path(pattern=r"^[1-9][0-9]{0,5}[smh]$", examples=["1m"])],
+    tf: TfPath,
     conn: Conn, _: ReadKey,
     limit: Annotated[int, Query(ge=1, le=1000, description="How many.")] = 20,
 ) -> list[Candidate]:  # fmt: skip

@@ -8,14 +8,16 @@ import csv
 import io
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
+from pairstream.messages import HedgeMethod
+
 from ..deps import ReadKey, State, rate_limited
 from ..errors import problems
-from ..query import TIME_HELP, TIME_PATTERN, invalid, parse_time, to_datetime, to_ms
+from ..query import EndQuery, StartQuery, maybe_datetime, parse_range, to_ms
 from . import PREFIX
 from .analytics import PAIR_PATTERN, POINT, pair_of
 from .market import INSTRUMENT_PATTERN, TfQuery, instrument_of
@@ -25,8 +27,6 @@ router = APIRouter(prefix=f"{PREFIX}/export", tags=["export"],
                    responses=problems(400, 401, 413, 422, 429, 503))  # fmt: skip
 
 CHUNK = 2_000  # rows per cursor fetch and per written piece
-Start = Annotated[str | None, Query(pattern=TIME_PATTERN, description=f"Inclusive. {TIME_HELP}")]
-End = Annotated[str | None, Query(pattern=TIME_PATTERN, description=f"Exclusive. {TIME_HELP}")]
 CSV: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {}}, "description": "CSV with a header row."}
 }
@@ -51,11 +51,8 @@ def _cell(value: Any) -> Any:
 
 
 def _range(start: str | None, end: str | None) -> tuple[datetime | None, datetime | None]:
-    lo = None if start is None else to_datetime(parse_time(start, "start"))
-    hi = None if end is None else to_datetime(parse_time(end, "end"))
-    if lo is not None and hi is not None and hi < lo:
-        raise invalid("end", "before start")
-    return lo, hi
+    lo, hi = parse_range(start, end)
+    return maybe_datetime(lo), maybe_datetime(hi)
 
 
 class _Streamed(StreamingResponse):
@@ -116,7 +113,7 @@ async def _stream(
 @router.get("/bars.csv", summary="Bars as CSV", response_class=StreamingResponse, responses=CSV)
 async def bars_csv(
     instrument: Annotated[str, Query(pattern=INSTRUMENT_PATTERN, examples=["usdm:BTCUSDT"])],
-    tf: TfQuery, state: State, _: ReadKey, start: Start = None, end: End = None,
+    tf: TfQuery, state: State, _: ReadKey, start: StartQuery = None, end: EndQuery = None,
 ) -> StreamingResponse:  # fmt: skip
     """The bars of an instrument over a range, oldest first (`start` in epoch ms)."""
     market, symbol = instrument_of(instrument, state)[1:]
@@ -136,8 +133,8 @@ async def bars_csv(
 )  # fmt: skip
 async def analytics_csv(
     pair: Annotated[str, Query(pattern=PAIR_PATTERN, examples=["BTCUSDT-ETHUSDT"])],
-    tf: TfQuery, state: State, _: ReadKey, start: Start = None, end: End = None,
-    method: Literal["ols", "huber", "kalman"] = "ols",
+    tf: TfQuery, state: State, _: ReadKey, start: StartQuery = None, end: EndQuery = None,
+    method: HedgeMethod = "ols",
 ) -> StreamingResponse:  # fmt: skip
     """Every metric of a pair per bar over a range, oldest first (`ts` in epoch ms)."""
     name = pair_of(pair, state)
@@ -154,7 +151,7 @@ async def analytics_csv(
 @router.get("/alerts.csv", summary="Alert history as CSV", response_class=StreamingResponse,
             responses=CSV)  # fmt: skip
 async def alerts_csv(
-    state: State, _: ReadKey, start: Start = None, end: End = None,
+    state: State, _: ReadKey, start: StartQuery = None, end: EndQuery = None,
     rule: Annotated[str | None, Query(max_length=100)] = None,
     subject: Annotated[str | None, Query(max_length=200)] = None,
 ) -> StreamingResponse:  # fmt: skip

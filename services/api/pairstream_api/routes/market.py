@@ -25,6 +25,7 @@ router = APIRouter(
 )
 
 INSTRUMENT_PATTERN = r"^([a-z]+:)?[A-Za-z0-9]{2,30}$"
+TF_PATTERN = r"^[1-9][0-9]{0,5}[smh]$"
 InstrumentPath = Annotated[
     str,
     Path(
@@ -33,9 +34,7 @@ InstrumentPath = Annotated[
         examples=["usdm:BTCUSDT"],
     ),
 ]
-TfQuery = Annotated[
-    str, Query(pattern=r"^[1-9][0-9]{0,5}[smh]$", description="Timeframe.", examples=["1s"])
-]
+TfQuery = Annotated[str, Query(pattern=TF_PATTERN, description="Timeframe.", examples=["1s"])]
 
 
 def instrument_of(text: str, state: State) -> tuple[str, str, str]:
