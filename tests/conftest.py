@@ -35,7 +35,7 @@ import redis.asyncio as aioredis
 from pairstream.infra import Endpoints, InfraManager
 from pairstream.settings import DatabaseSettings, InfraSettings, KafkaSettings, TopicSettings
 from pairstream.synthetic import cointegrated_prices
-from pairstream.testing import unique
+from pairstream.testing import topics_under, unique
 
 FIXTURES = Path(__file__).parent / "fixtures"
 INTEGRATION_FIXTURES = {"endpoints", "kafka_settings", "db_settings", "db", "redis_client"}
@@ -73,18 +73,7 @@ def kafka_settings(endpoints: Endpoints) -> KafkaSettings:
 @pytest.fixture
 def topic_settings() -> TopicSettings:
     """Contract topics under unique names, so tests never share a topic."""
-    tag = unique("t")
-    return TopicSettings(
-        ticks=f"{tag}.ticks",
-        bars_template=f"{tag}.bars.{{tf}}",
-        spread=f"{tag}.spread",
-        zscore=f"{tag}.zscore",
-        stats=f"{tag}.stats",
-        analytics_bars=f"{tag}.analytics-bars",
-        scan=f"{tag}.scan",
-        alerts=f"{tag}.alerts",
-        dead_letter=f"{tag}.dead-letter",
-    )
+    return topics_under(unique("t"))
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 
 from pairstream.messages import Bar, Market, timeframe_ms
+from pairstream.settings import TopicSettings
 
 if TYPE_CHECKING:
     from pairstream.messages import Message
@@ -31,6 +32,15 @@ def unique(prefix: str) -> str:
     """A name no other test uses: ``<prefix>-<12 hex digits>`` (``_`` for SQL identifiers)."""
     sep = "_" if "_" in prefix else "-"
     return f"{prefix}{sep}{uuid.uuid4().hex[:12]}"
+
+
+def topics_under(tag: str) -> TopicSettings:
+    """Every contract topic named ``<tag>.<topic>``: topics no other run shares."""
+    return TopicSettings(
+        ticks=f"{tag}.ticks", bars_template=f"{tag}.bars.{{tf}}", spread=f"{tag}.spread",
+        zscore=f"{tag}.zscore", stats=f"{tag}.stats", analytics_bars=f"{tag}.analytics-bars",
+        scan=f"{tag}.scan", alerts=f"{tag}.alerts", dead_letter=f"{tag}.dead-letter",
+    )  # fmt: skip
 
 
 class ServiceProcess:

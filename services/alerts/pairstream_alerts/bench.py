@@ -43,7 +43,7 @@ from pairstream.kafka import (
 from pairstream.messages import Alert, Message, ZScoreUpdate
 from pairstream.settings import DatabaseSettings, KafkaSettings, TopicSettings
 from pairstream.status import percentile
-from pairstream.testing import unique
+from pairstream.testing import topics_under, unique
 
 from .config import AlertsSettings
 from .metrics import AlertsMetrics
@@ -327,11 +327,7 @@ async def bench_alerts(
         rates: dict[str, tuple[float, int]] = {}
         records: dict[str, int] = {}
         for kind, rules in (("threshold", threshold), ("expression", expression)):
-            topics = TopicSettings(
-                spread=f"{tag}.{kind}.spread", zscore=f"{tag}.{kind}.zscore",
-                stats=f"{tag}.{kind}.stats", alerts=f"{tag}.{kind}.alerts",
-                dead_letter=f"{tag}.dead-letter", bars_template=f"{tag}.bars.{{tf}}",
-            )  # fmt: skip
+            topics = topics_under(f"{tag}.{kind}")
             settings = AlertsSettings(
                 group_id=f"{tag}-{kind}", metrics_port=0, timeframes=("1s",),
                 default_rules=False,
@@ -341,11 +337,7 @@ async def bench_alerts(
             rates[kind] = await _worker_rate(rules, logged, kafka, topics, db, settings)
             records[kind] = logged
         raw = await _raw_consume(kafka, f"{tag}.threshold.zscore", records["threshold"])
-        live = TopicSettings(
-            spread=f"{tag}.live.spread", zscore=f"{tag}.live.zscore",
-            stats=f"{tag}.live.stats", alerts=f"{tag}.live.alerts",
-            dead_letter=f"{tag}.dead-letter", bars_template=f"{tag}.bars.{{tf}}",
-        )  # fmt: skip
+        live = topics_under(f"{tag}.live")
         live_settings = AlertsSettings(
             group_id=f"{tag}-live", metrics_port=0, timeframes=("1s",), default_rules=False
         )

@@ -156,7 +156,7 @@ class AlertsWorker:
         self._reload = asyncio.Event()
         self._listen_conn: asyncpg.Connection | None = None
         self.stored_records = 0  # input records whose outputs are stored
-        self.first_batch_at: float | None = None  # clock.monotonic() of the first input
+        self.first_batch_at: float | None = None  # clock.monotonic() of the first input used
         self._unstored: deque[_Unstored] = deque()  # published, in order, not yet stored
         self._unstored_records = 0
         self._queued = asyncio.Event()  # wakes the writer
@@ -426,14 +426,14 @@ class AlertsWorker:
 
     async def _batch_of(self, batches: dict[TopicPartition, list[Any]]) -> None:
         """One batch: evaluate, publish, start storing it (after the previous store)."""
-        if self.first_batch_at is None:
-            self.first_batch_at = self.clock.monotonic()
+        started = self.clock.monotonic()
         transitions: list[Transition] = []
         touched: set[str] = set()
         offsets: list[Offset] = []
         letters = []
         now = self.clock.now_ms()
         evaluations = self.engine.evaluations
+        used = 0  # records read here for the first time (the others are read again or were)
         for tp, fetched in batches.items():
             source, codec = self._codecs[tp.topic]
             home = (self._home(tp.topic), tp.partition)
@@ -445,6 +445,7 @@ class AlertsWorker:
             self.metrics.consumed.labels(topic=tp.topic).inc(len(fetched))
             if not records:
                 continue
+            used += len(records)
             self.positions[tp] = records[-1].offset + 1
             for record in records:
                 try:
@@ -462,9 +463,10 @@ class AlertsWorker:
                 Offset(tp.topic, tp.partition, records[-1].offset + 1, Anchor.of(records[-1]))
             )
         self.metrics.evaluations.inc(self.engine.evaluations - evaluations)
+        if used and self.first_batch_at is None:
+            self.first_batch_at = started
         commit = {tp: p for tp, p in self.positions.items() if tp in batches}
-        count = sum(len(records) for records in batches.values())
-        await self._emit(transitions, sorted(touched), offsets, commit, count)
+        await self._emit(transitions, sorted(touched), offsets, commit, used)
         await asyncio.gather(*letters)
         if self._unstored_records >= MAX_UNSTORED:
             await self._stored_until(lambda: self._unstored_records < MAX_UNSTORED)

@@ -24,7 +24,7 @@ from pairstream.infra import Endpoints
 from pairstream.kafka import MessageProducer, contract_topics, ensure_topics
 from pairstream.messages import Bar
 from pairstream.settings import DatabaseSettings, KafkaSettings, RedisSettings, TopicSettings
-from pairstream.testing import bar_messages, eventually, unique
+from pairstream.testing import bar_messages, eventually, topics_under, unique
 from pairstream_analytics.config import AnalyticsSettings
 from pairstream_analytics.worker import AnalyticsWorker
 from pairstream_api.config import ApiSettings
@@ -55,22 +55,13 @@ def analytics_settings() -> AnalyticsSettings:
     )  # fmt: skip
 
 
-def unique_topics() -> TopicSettings:
-    tag = unique("api")
-    return TopicSettings(
-        ticks=f"{tag}.ticks", bars_template=f"{tag}.bars.{{tf}}", spread=f"{tag}.spread",
-        zscore=f"{tag}.zscore", stats=f"{tag}.stats", analytics_bars=f"{tag}.analytics-bars",
-        scan=f"{tag}.scan", alerts=f"{tag}.alerts", dead_letter=f"{tag}.dead-letter",
-    )  # fmt: skip
-
-
 @pytest.fixture(scope="session")
 async def stocked(endpoints: Endpoints, recorded_bars: Any) -> AsyncIterator[Stocked]:
     from pairstream_resampler.store import BAR_COLUMNS, bar_record
 
     db = DatabaseSettings(DATABASE_URL=endpoints.database_url, DB_SCHEMA=unique("api_s"))
     kafka = KafkaSettings(bootstrap=endpoints.kafka_bootstrap, client_id=unique("api"))
-    topics = unique_topics()
+    topics = topics_under(unique("api"))
     settings = analytics_settings()
     bars = sorted(
         bar_messages(recorded_bars.y, "BTCUSDT") + bar_messages(recorded_bars.x, "ETHUSDT"),
