@@ -338,16 +338,17 @@ def _describe(rule: Rule, value: float | None, threshold: float | None, state: S
     c = rule.condition
     if state == "nodata":
         return f"{rule.name}: no input for more than {rule.nodata_bars} bars"
-    verb = "resolved" if state == "resolved" else "firing"
+    resolved = state == "resolved"
+    verb = "resolved" if resolved else "firing"
     if isinstance(c, Custom):
-        return f"{rule.name} {verb}: {c.expr}"
+        return f"{rule.name} {verb}: {'no longer ' if resolved else ''}{c.expr}"
     shown = "?" if value is None else f"{value:.6g}"
-    if isinstance(c, Threshold):
-        what = f"{c.field} {shown} {c.op} "
-        what += f"[{c.lo:g}, {c.hi:g}]" if c.value is None else f"{c.value:g}"
+    if isinstance(c, Threshold):  # "zscore 1.97, no longer outside [-2, 2]"
+        bounds = f"[{c.lo:g}, {c.hi:g}]" if c.value is None else f"{c.value:g}"
+        what = f"{c.field} {shown}{', no longer' if resolved else ''} {c.op} {bounds}"
     else:
         level = "" if threshold is None else f" (level {threshold:.6g})"
-        what = f"{c.kind} {shown}{level}"
+        what = f"{c.kind} {shown}{level}" + (", no longer met" if resolved else "")
     return f"{rule.name} {verb}: {what}"
 
 
