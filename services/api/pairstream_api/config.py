@@ -50,5 +50,29 @@ class ApiSettings(ServiceSettings):
         default=10.0, ge=0, description="How long a checked API key is trusted (revocations "
         "apply after at most this)."
     )  # fmt: skip
+    ws_snapshot: int = Field(
+        default=300, ge=0, le=10_000,
+        description="Points a WebSocket subscription starts with unless it asks otherwise.",
+    )  # fmt: skip
+    ws_queue: int = Field(
+        default=1_000, ge=10,
+        description="Messages waiting per WebSocket client; beyond, its oldest are dropped "
+        "(counted, and the client told).",
+    )  # fmt: skip
+    ws_send_timeout_s: float = Field(
+        default=10.0, gt=0,
+        description="A WebSocket client that takes longer to accept a message is disconnected.",
+    )  # fmt: skip
+    ws_heartbeat_s: float = Field(
+        default=15.0, gt=0, description="Heartbeat interval of idle WebSocket connections."
+    )
+    ws_max_channels: int = Field(
+        default=200, ge=1, description="Channels one WebSocket connection may subscribe to."
+    )
+    fetch_max_wait_ms: int = Field(
+        default=10, ge=0, le=10_000,
+        description="Longest wait of the live consumer's fetches (latency to WebSocket "
+        "clients on brokers that answer only at the deadline, like the embedded Tansu).",
+    )  # fmt: skip
 
     _split = field_validator("cors_origins", mode="before")(comma_list)

@@ -28,10 +28,12 @@ from pairstream_analytics.config import AnalyticsSettings
 
 from . import errors
 from .config import ApiSettings
+from .hotcache import HotCache
 from .keys import KeyChecker
+from .live import LiveHub
 from .metrics import ApiMetrics
 from .ratelimit import RateLimiter
-from .routes import alerts, analytics, export, health, market
+from .routes import alerts, analytics, backtest, export, health, market, ws
 from .state import ApiState
 
 log = logging.getLogger(__name__)
@@ -137,7 +139,15 @@ def create_app(
     )
     app.state.api = state
     errors.install(app)
-    for router in (market.router, analytics.router, alerts.router, export.router, health.router):
+    for router in (
+        market.router,
+        analytics.router,
+        backtest.router,
+        alerts.router,
+        export.router,
+        health.router,
+        ws.router,
+    ):
         app.include_router(router)
 
     app.add_middleware(Timed, metrics=state.metrics)
@@ -168,13 +178,22 @@ async def _open(state: ApiState) -> None:
     )  # fmt: skip
     state.redis_client = create_redis(state.redis)
     state.limiter = RateLimiter(state.settings.rate_limit, redis_url(state.redis), state.clock)
-    try:
-        await asyncio.wait_for(state.kafka_metadata(), 5)
-    except Exception as error:  # Kafka down: REST works; health retries until it is back
-        log.warning("Kafka not reachable at start (%r); REST serves from PostgreSQL", error)
+    state.cache = HotCache(state.redis_client, state.db.schema_name, state.clock, state.metrics)
+    state.hub = LiveHub(state)
+    state.hub_task = asyncio.create_task(state.hub.run(), name="api-live")
+    state.hub_task.add_done_callback(_hub_ended)
+
+
+def _hub_ended(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("the live consumer died; WebSocket clients get no updates",
+                     exc_info=task.exception())  # fmt: skip
 
 
 async def _close(state: ApiState) -> None:
+    if state.hub_task is not None:
+        state.hub_task.cancel()
+        await asyncio.gather(state.hub_task, return_exceptions=True)
     if state.kafka_client is not None:
         with contextlib.suppress(Exception):
             await state.kafka_client.stop()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -16,9 +18,13 @@ from pairstream.settings import DatabaseSettings, KafkaSettings, RedisSettings, 
 from pairstream_analytics.config import AnalyticsSettings
 
 from .config import ApiSettings
+from .hotcache import HotCache
 from .keys import KeyChecker
 from .metrics import ApiMetrics
 from .ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    from .live import LiveHub
 
 
 @dataclass
@@ -39,6 +45,18 @@ class ApiState:
     redis_client: aioredis.Redis | None = None
     kafka_client: AIOKafkaConsumer | None = None  # metadata only (health)
     limiter: RateLimiter | None = None
+    cache: HotCache | None = None
+    hub: LiveHub | None = None
+    hub_task: asyncio.Task[None] | None = None
+
+    def cache_following(self, following: bool) -> None:
+        """The live consumer does (or no longer does) follow Kafka: the hot cache is kept
+        fresh only meanwhile."""
+        if self.cache is None:
+            return
+        if not following and self.cache.following:
+            self.cache.distrust("the live consumer stopped following Kafka")
+        self.cache.following = following
 
     async def kafka_metadata(self) -> None:
         """Topic metadata from the broker; the client is made on first success, so a

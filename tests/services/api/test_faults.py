@@ -1,6 +1,7 @@
 """Faults over real HTTP: PostgreSQL stopped → 503 problem+json within a second (no
 hang) and health `unavailable`; Redis and Kafka stopped → REST still answers and health
-says `degraded`; each time recovery without a restart."""
+says `degraded`, WebSocket clients are told Kafka is down and the hot cache is bypassed;
+each time recovery without a restart (the cache refills)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from pairstream.infra.manager import free_port
 from pairstream.infra.parts import KafkaPart, RedisPart
 from pairstream.settings import DatabaseSettings, InfraSettings, KafkaSettings, RedisSettings
 from pairstream.testing import eventually, unique
+from pairstream_api.wsclient import LiveClient
 
-from .conftest import Stocked, serving
+from .conftest import PAIR, Stocked, serving
 
 
 async def test_postgres_stopped_answers_503_within_a_second_then_recovers(
@@ -54,6 +56,12 @@ async def test_postgres_stopped_answers_503_within_a_second_then_recovers(
         assert (await client.get("/health/ready")).json()["status"] == "ready"
 
 
+def kafka_status(live: LiveClient) -> str | None:
+    """The broker's status as the API last told the client (``hello``, then ``status``)."""
+    told = [m["kafka"] for m in live.messages if m["type"] in ("hello", "status")]
+    return told[-1] if told else None
+
+
 @pytest.fixture
 def own_kafka_and_redis(tmp_path: Path) -> Iterator[tuple[InfraManager, str, str]]:
     """A broker and a Redis of this test's own, on fixed ports, so they can be stopped."""
@@ -75,25 +83,52 @@ async def test_redis_and_kafka_stopped_leave_rest_answering_and_health_degraded_
     manager, kafka_url, redis_url = own_kafka_and_redis
     kafka = KafkaSettings(bootstrap=kafka_url, client_id=unique("api"))
     redis = RedisSettings(REDIS_URL=redis_url)
+    latest = f"/api/v1/analytics/{PAIR}/latest"
     async with (
         serving(stocked.db, kafka, stocked.topics, stocked.analytics, redis,
                 rate_limit="100000/minute") as server,
         server.client() as client,
     ):  # fmt: skip
-        assert (await client.get("/health/ready")).json()["status"] == "ready"
-        await asyncio.to_thread(manager.down)
-        for _ in range(3):  # rate limits fall back to memory, reads come from PostgreSQL
-            assert (
-                await client.get("/api/v1/bars/BTCUSDT", params={"tf": "1s"})
-            ).status_code == 200
-        ready = (await client.get("/health/ready")).json()
-        assert ready["status"] == "degraded"
-        assert ready["checks"]["redis"]["status"] == "down"
-        assert ready["checks"]["kafka"]["status"] == "down"
-        assert ready["checks"]["postgres"]["status"] == "ok"
-        await asyncio.to_thread(manager.up)
+        cache = server.app.state.api.metrics.cache
+        url = server.url.replace("http://", "ws://") + "/api/v1/ws"
+        async with LiveClient(url) as live:
+            await live.subscribe(f"analytics:{PAIR}:1s:ols", snapshot=5)
+            await live.wait(lambda c: kafka_status(c) == "up")
+            assert (await client.get("/health/ready")).json()["status"] == "ready"
+            want = (await client.get(latest, params={"tf": "1s"})).json()
 
-        async def recovered() -> bool:
-            return bool((await client.get("/health/ready")).json()["status"] == "ready")
+            async def cached() -> bool:  # once the live consumer follows Kafka
+                assert (await client.get(latest, params={"tf": "1s"})).json() == want
+                return bool(cache.labels("analytics", "hit")._value.get() >= 1)
 
-        await eventually(recovered, timeout=60)
+            await eventually(cached, timeout=30)
+            hits = cache.labels("analytics", "hit")._value.get()
+            await asyncio.to_thread(manager.down)
+            # WebSocket clients are told; REST answers from PostgreSQL, rate limits in memory
+            await live.wait(lambda c: kafka_status(c) == "down", timeout=15)
+            for _ in range(3):
+                got = await client.get(latest, params={"tf": "1s"})
+                assert got.status_code == 200
+                assert got.json() == want
+                bars = await client.get("/api/v1/bars/BTCUSDT", params={"tf": "1s"})
+                assert bars.status_code == 200
+            assert cache.labels("analytics", "hit")._value.get() == hits
+            ready = (await client.get("/health/ready")).json()
+            assert ready["status"] == "degraded"
+            assert ready["checks"]["redis"]["status"] == "down"
+            assert ready["checks"]["kafka"]["status"] == "down"
+            assert ready["checks"]["postgres"]["status"] == "ok"
+            await asyncio.to_thread(manager.up)
+
+            async def recovered() -> bool:
+                return bool((await client.get("/health/ready")).json()["status"] == "ready")
+
+            await eventually(recovered, timeout=60)
+            await live.wait(lambda c: kafka_status(c) == "up", timeout=30)
+
+            async def cached_again() -> bool:  # the cache refills without a restart
+                assert (await client.get(latest, params={"tf": "1s"})).json() == want
+                return bool(cache.labels("analytics", "hit")._value.get() > hits)
+
+            await eventually(cached_again, timeout=30)
+            assert live.closed is None

@@ -39,7 +39,7 @@ async def test_the_whole_openapi_fuzzed_gives_no_server_error_and_conforms(
             "--report", "junit", "--report-dir", str(tmp_path),
         ]  # fmt: skip
         done = await asyncio.to_thread(
-            subprocess.run, command, capture_output=True, text=True, timeout=560
+            subprocess.run, command, capture_output=True, text=True, timeout=560, cwd=tmp_path
         )
     output = done.stdout + done.stderr
     server_errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]

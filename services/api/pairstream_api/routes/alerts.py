@@ -3,10 +3,9 @@ service does), silences, and rule tests over stored history."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import asyncpg
-import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ValidationError
 
@@ -28,7 +27,8 @@ from pairstream.instruments import pair_legs, parse_instrument, parse_pair
 from ..deps import Conn, ReadKey, State, WriteKey, rate_limited
 from ..errors import ApiError, invalid_fields, problems
 from ..models import AlertPublic, AlertTransitionPublic, Page
-from ..query import Cursor, EndQuery, StartQuery, TimeWindow, invalid, parse_time, to_ms
+from ..query import Cursor, EndQuery, StartQuery, TimeWindow, invalid, parse_time
+from ..snapshots import alert_of
 from . import PREFIX
 
 router = APIRouter(
@@ -61,15 +61,6 @@ async def validated(request: Request, model: type[M], state: State) -> M:
         raise invalid_fields(error.errors(), "body") from None
 
 
-def _alert(r: asyncpg.Record) -> dict[str, Any]:
-    values = dict(r)
-    values["alert_id"] = str(values["alert_id"])
-    values["started_ts"] = to_ms(values["started_ts"])
-    values["ended_ts"] = None if values["ended_ts"] is None else to_ms(values["ended_ts"])
-    values["labels"] = orjson.loads(values["labels"])
-    return values
-
-
 @router.get("/alerts", summary="Alert history")
 async def alert_history(
     window: TimeWindow, conn: Conn, _: ReadKey,
@@ -95,7 +86,7 @@ async def alert_history(
         rule, subject, severity, state, window.start_at, window.end_at, window.after_at,
         "" if after is None else after.key, window.limit + 1,
     )  # fmt: skip
-    items = [AlertPublic(**_alert(r)) for r in rows[: window.limit]]
+    items = [AlertPublic(**alert_of(r)) for r in rows[: window.limit]]
     more = len(rows) > window.limit
     cursor = Cursor(items[-1].started_ts, items[-1].alert_id).encode() if more else None
     return Page(items=items, next_cursor=cursor)

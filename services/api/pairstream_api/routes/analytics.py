@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-import asyncpg
 from fastapi import APIRouter, Depends, Path, Query
 
 from pairstream.instruments import pair_legs, parse_pair
@@ -21,7 +20,8 @@ from ..models import (
     ScanCell,
     ScanPublic,
 )
-from ..query import Cursor, TimeWindow, invalid, to_ms
+from ..query import Cursor, TimeWindow, invalid
+from ..snapshots import POINT, latest_analytics, latest_scan, point_of
 from . import PREFIX
 from .market import TF_PATTERN, TfQuery
 
@@ -42,15 +42,6 @@ PairPath = Annotated[
         examples=["BTCUSDT-ETHUSDT"],
     ),
 ]
-POINT = """
-    SELECT s.ts, s.method, s.hedge_ratio, s.intercept, s.spread, z.mean, z.std, z.zscore,
-           z."window", z.position, z.signal, t.correlation, t.adf_stat, t.adf_pvalue,
-           t.half_life, t.coint_stat, t.coint_pvalue, t.hedge_ratio_ci_low,
-           t.hedge_ratio_ci_high, t.vol_y, t.vol_x
-    FROM analytics_spread s
-    LEFT JOIN analytics_zscore z USING (pair, tf, ts, method)
-    LEFT JOIN analytics_stats t USING (pair, tf, ts, method)
-"""
 
 
 def pair_of(text: str, state: State) -> str:
@@ -58,12 +49,6 @@ def pair_of(text: str, state: State) -> str:
         return parse_pair(text, state.market)
     except ValueError as error:
         raise invalid("pair", str(error)) from None
-
-
-def _point(r: asyncpg.Record) -> AnalyticsPoint:
-    values: dict[str, Any] = dict(r)
-    values["ts"] = to_ms(values["ts"])
-    return AnalyticsPoint(**values)
 
 
 @router.get("/pairs", summary="Configured pairs")
@@ -101,7 +86,7 @@ async def analytics(
         """,
         name, tf, method, window.start_at, window.end_at, window.after_at, window.limit + 1,
     )  # fmt: skip
-    items = [_point(r) for r in rows[: window.limit]]
+    items = [point_of(r) for r in rows[: window.limit]]
     more = len(rows) > window.limit
     return Page(items=items, next_cursor=Cursor(items[-1].ts).encode() if more else None)
 
@@ -110,90 +95,49 @@ async def analytics(
 async def latest(
     pair: PairPath, tf: TfQuery, conn: Conn, state: State, _: ReadKey
 ) -> AnalyticsLatest:
-    """Every metric's newest value per method (the stats of the newest bar that has them)."""
-    name = pair_of(pair, state)
-    rows = await conn.fetch(
-        """
-        SELECT p.* FROM unnest($3::text[]) AS m(name),
-        LATERAL (""" + POINT + """
-            WHERE s.pair = $1 AND s.tf = $2 AND s.method = m.name
-            ORDER BY s.ts DESC LIMIT 1) p
-        """,
-        name, tf, list(state.analytics.methods) or ["ols", "huber", "kalman"],
-    )  # fmt: skip
-    methods = {r["method"]: _point(r) for r in rows}
-    tests = await conn.fetchrow(
-        "SELECT coint_pvalue FROM analytics_stats WHERE pair = $1 AND tf = $2 "
-        "AND coint_pvalue IS NOT NULL ORDER BY ts DESC LIMIT 1",
-        name, tf,
-    )  # fmt: skip
-    verdict = None if tests is None else bool(tests["coint_pvalue"] < 0.05)
-    return AnalyticsLatest(pair=name, tf=tf, methods=methods, cointegrated=verdict)
+    """Every metric's newest value per method (the stats of the newest bar that has them).
 
-
-async def _scan(conn: asyncpg.Connection, tf: str) -> tuple[Any, list[asyncpg.Record]]:
-    ts = await conn.fetchval("SELECT max(ts) FROM pair_scan WHERE tf = $1", tf)
-    if ts is None:
-        return None, []
-    rows = await conn.fetch(
-        'SELECT y, x, "window", nobs, correlation, hedge_ratio, coint_stat, coint_pvalue '
-        "FROM pair_scan WHERE tf = $1 AND ts = $2 ORDER BY y, x",
-        tf, ts,
-    )  # fmt: skip
-    return ts, rows
-
-
-def _cell(r: asyncpg.Record) -> dict[str, Any]:
-    return {k: r[k] for k in ("y", "x", "correlation", "hedge_ratio", "coint_stat",
-                              "coint_pvalue", "nobs")}  # fmt: skip
+    From the hot cache when it is trusted, else from PostgreSQL."""
+    return await latest_analytics(state, conn, pair_of(pair, state), tf)
 
 
 @router.get("/scan/{tf}/latest", summary="The newest pair scan")
 async def scan_latest(
-    tf: TfPath,
-    conn: Conn, _: ReadKey,
+    tf: TfPath, conn: Conn, state: State, _: ReadKey
 ) -> ScanPublic:  # fmt: skip
     """Correlation and Engle–Granger cointegration of every scanned pair of instruments."""
-    ts, rows = await _scan(conn, tf)
-    instruments = sorted({r["y"] for r in rows} | {r["x"] for r in rows})
-    return ScanPublic(
-        tf=tf, ts=None if ts is None else to_ms(ts),
-        window=rows[0]["window"] if rows else None, instruments=instruments,
-        cells=[ScanCell(**_cell(r)) for r in rows],
-    )  # fmt: skip
+    return await latest_scan(state, conn, tf)
 
 
 @router.get("/scan/{tf}/candidates", summary="Pairs ranked for trading")
 async def candidates(
     tf: TfPath,
-    conn: Conn, _: ReadKey,
+    conn: Conn, state: State, _: ReadKey,
     limit: Annotated[int, Query(ge=1, le=1000, description="How many.")] = 20,
 ) -> list[Candidate]:  # fmt: skip
     """The newest scan's pairs by Engle–Granger p-value (lowest first), then half-life
     (shortest first, from the pair's stats when it is analysed), then |correlation|."""
-    _, rows = await _scan(conn, tf)
-    pairs = [f"{r['y']}-{r['x']}" for r in rows]
+    cells = (await latest_scan(state, conn, tf)).cells
     lives = {
         r["pair"]: r["half_life"]
         for r in await conn.fetch(
             "SELECT DISTINCT ON (pair) pair, half_life FROM analytics_stats "
             "WHERE pair = ANY($1::text[]) AND tf = $2 AND half_life IS NOT NULL "
             "ORDER BY pair, ts DESC",
-            pairs,
+            [f"{c.y}-{c.x}" for c in cells],
             tf,
         )
     }
 
-    def order(r: asyncpg.Record) -> tuple[float, float, float]:
-        p = r["coint_pvalue"]
-        life = lives.get(f"{r['y']}-{r['x']}")
-        corr = r["correlation"]
-        return (1.0 if p is None else p, float("inf") if life is None else life,
-                -abs(corr) if corr is not None else 0.0)  # fmt: skip
+    def order(c: ScanCell) -> tuple[float, float, float]:
+        life = lives.get(f"{c.y}-{c.x}")
+        return (1.0 if c.coint_pvalue is None else c.coint_pvalue,
+                float("inf") if life is None else life,
+                -abs(c.correlation) if c.correlation is not None else 0.0)  # fmt: skip
 
-    ranked = sorted(rows, key=order)[:limit]
+    ranked = sorted(cells, key=order)[:limit]
     return [
-        Candidate(rank=i + 1, pair=f"{r['y']}-{r['x']}",
-                  half_life=lives.get(f"{r['y']}-{r['x']}"), **_cell(r))
-        for i, r in enumerate(ranked)
+        Candidate(rank=i + 1, pair=f"{c.y}-{c.x}", half_life=lives.get(f"{c.y}-{c.x}"),
+                  **c.model_dump())
+        for i, c in enumerate(ranked)
     ]  # fmt: skip

@@ -18,8 +18,9 @@ from pairstream.messages import HedgeMethod
 from ..deps import ReadKey, State, rate_limited
 from ..errors import problems
 from ..query import EndQuery, StartQuery, maybe_datetime, parse_range, to_ms
+from ..snapshots import POINT
 from . import PREFIX
-from .analytics import PAIR_PATTERN, POINT, pair_of
+from .analytics import PAIR_PATTERN, pair_of
 from .market import INSTRUMENT_PATTERN, TfQuery, instrument_of
 
 router = APIRouter(prefix=f"{PREFIX}/export", tags=["export"],

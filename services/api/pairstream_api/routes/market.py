@@ -15,6 +15,7 @@ from ..deps import Conn, ReadKey, State, rate_limited
 from ..errors import ApiError, problems
 from ..models import BarPublic, InstrumentPublic, Page, TickPublic
 from ..query import Cursor, TimeWindow, invalid, to_ms
+from ..snapshots import latest_bar
 from . import PREFIX
 
 router = APIRouter(
@@ -126,6 +127,18 @@ async def bars(
     ]
     more = len(rows) > window.limit
     return Page(items=items, next_cursor=Cursor(items[-1].start).encode() if more else None)
+
+
+@router.get("/bars/{instrument}/latest", summary="The newest bar of an instrument")
+async def latest_bar_of(
+    instrument: InstrumentPath, tf: TfQuery, conn: Conn, state: State, _: ReadKey
+) -> BarPublic:
+    """The newest bar at `tf`, forming or final (from the hot cache when it is trusted)."""
+    name, market, symbol = instrument_of(instrument, state)
+    bar = await latest_bar(state, conn, name, market, symbol, tf)
+    if bar is None:
+        raise ApiError(404, "No bars", f"no {tf} bars of {name} are stored")
+    return bar
 
 
 _BAR = ("open", "high", "low", "close", "volume", "quote_volume", "trades", "vwap",
