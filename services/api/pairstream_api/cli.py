@@ -119,6 +119,54 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="Key id (from `keys l
     console().print(f"key {key_id} revoked")
 
 
+def bench_api(
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=512, help="HTTP connections of the load generator.")
+    ] = 32,
+    seconds: Annotated[float, typer.Option(min=1, help="Length of each HTTP run.")] = 5.0,
+    clients: Annotated[int, typer.Option(min=1, help="WebSocket clients.")] = 500,
+    pairs: Annotated[int, typer.Option(min=1, help="Pairs each client subscribes to.")] = 10,
+    ws_seconds: Annotated[float, typer.Option(min=1, help="Length of each WebSocket run.")] = 5.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """`…/latest` GETs/s against a constant route of the same server, p99 of a
+    10,000-bar range query, WebSocket fan-out delivery p99 and the highest rate sustained."""
+    import asyncio
+
+    from pairstream.cliutil import bench_infra, err, measures, print_bench
+    from pairstream_api.bench import bench_api as run_bench
+
+    with bench_infra(), err().status("benchmarking the API (HTTP, range, WebSocket fan-out)…"):
+        r = asyncio.run(run_bench(concurrency=concurrency, seconds=seconds, clients=clients,
+                                  pairs=pairs, ws_seconds=ws_seconds))  # fmt: skip
+    if as_json:
+        print(r.as_json().decode())
+        return
+    table = measures(f"pairstream bench api ({r.cpus} CPUs, server in its own process, "
+                     f"{r.concurrency} connections)")  # fmt: skip
+    table.add_row("GET …/analytics/{pair}/latest", f"{r.latest_gets_per_s:,} req/s "
+                  f"(p99 {r.latest_p99_ms:.1f} ms)")  # fmt: skip
+    table.add_row("GET /api/v1/version (constant, same key check and rate limit)",
+                  f"{r.constant_gets_per_s:,} req/s")  # fmt: skip
+    table.add_row("GET /health/live (constant, nothing in front)", f"{r.bare_gets_per_s:,} req/s")
+    table.add_row("latest vs constant", f"{r.ratio_to_constant:.3f}")
+    table.add_row(f"{r.range_bars:,}-bar range query",
+                  f"p50 {r.range_p50_ms:.1f} ms, p99 {r.range_p99_ms:.1f} ms")  # fmt: skip
+    for label, run in (("WebSocket", r.fanout), ("… with a stuck client", r.with_stuck_client),
+                       *(("… step", s) for s in r.steps[1:])):  # fmt: skip
+        table.add_row(
+            f"{label}: {r.ws_clients} clients × {r.ws_pairs} pairs at "
+            f"{run.rate_per_pair_per_s:g}/s = {run.messages_out_per_s:,} msg/s",
+            f"p50 {run.p50_ms:.1f}, p99 {run.p99_ms:.1f}, max {run.max_ms:.1f} ms; "
+            f"{run.lost:,} lost",
+        )
+    table.add_row("stuck client's delay of the others (p99)", f"{r.stuck_delay_ms:+.1f} ms")
+    table.add_row("highest rate with p99 ≤ 100 ms, 0 lost",
+                  f"{r.max_sustained_messages_per_s:,} msg/s")  # fmt: skip
+    print_bench(table, r.targets)
+
+
 def register(app: typer.Typer, bench: typer.Typer) -> None:
-    """Add ``api`` (with its subcommands) to ``pairstream``."""
+    """Add ``api`` (with its subcommands) to ``pairstream``; ``api`` to its bench group."""
     app.add_typer(api_app, name="api")
+    bench.command("api")(bench_api)

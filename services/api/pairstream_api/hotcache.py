@@ -16,12 +16,16 @@ A read answers from an entry only when it is seeded and the cache is *trusted*: 
 answered every write since the last check and the live consumer is following Kafka. Any
 failure distrusts it; it is trusted again once this process's namespace is deleted
 (entries may have missed updates meanwhile) — then it refills without a restart.
+
+Each process mirrors the seeded entries it has read in memory and applies its consumer's
+writes to them as it makes them (the same if-newer rule), so a hit costs no round trip;
+the mirror is dropped whenever the cache is distrusted.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +85,7 @@ class HotCache:
         self._trusted = False  # nothing is known of what Redis holds at start
         self._retry_at = 0.0
         self.following = False  # the live consumer follows Kafka (set by the hub)
+        self._local: dict[str, dict[str, tuple[int, Any]]] = {}  # seeded entries read here
 
     def key(self, kind: str, *names: str) -> str:
         return self.prefix + ":".join((kind, *names))
@@ -94,6 +99,7 @@ class HotCache:
         if self._trusted:
             log.warning("hot cache distrusted (%s); reads go to PostgreSQL", why)
         self._trusted = False
+        self._local.clear()
         self._retry_at = self.clock.monotonic() + RETRY_S
 
     async def _retrust(self) -> bool:
@@ -107,11 +113,12 @@ class HotCache:
         except (RedisError, OSError) as error:
             self.distrust(repr(error))
             return False
+        self._local.clear()
         self._trusted = True
         log.info("hot cache trusted again (namespace %s* emptied)", self.prefix)
         return True
 
-    async def put(self, entries: Iterable[tuple[str, Sequence[Part]]]) -> None:
+    async def put(self, entries: Collection[tuple[str, Sequence[Part]]]) -> None:
         """Write parts of entries (``(key, parts)``) in one round trip, each only if newer."""
         if not self._trusted and self.clock.monotonic() < self._retry_at:
             return
@@ -128,16 +135,24 @@ class HotCache:
                     await pipe.execute()
         except (RedisError, OSError) as error:
             self.distrust(repr(error))
+            return
+        for key, parts in entries:
+            if key in self._local:
+                self._merge(key, {p.name: (p.order, p.value) for p in parts})
 
     async def get(self, kind: str, key: str) -> dict[str, Any] | None:
         """The parts of a seeded entry (``None``: not trusted, not seeded, or Redis failed)."""
         if not await self._retrust():
             self.metrics.cache.labels(kind, "bypass").inc()
             return None
+        local = self._local.get(key)
+        if local is not None:
+            self.metrics.cache.labels(kind, "local").inc()
+            return {name: value for name, (_, value) in local.items()}
         found = await self._read(key)
         self.metrics.cache.labels(kind, "bypass" if found is None else
                                   "hit" if "seeded" in found else "miss").inc()  # fmt: skip
-        return found if found is not None and "seeded" in found else None
+        return self._remember(key, found)
 
     async def seed(self, key: str, parts: Sequence[Part]) -> dict[str, Any] | None:
         """Write what PostgreSQL holds into an entry (only parts newer than the entry's),
@@ -145,16 +160,36 @@ class HotCache:
         if not self._trusted:
             return None
         await self.put([(key, [*parts, Part("seeded", 0, 1)])])
-        return await self._read(key) if self._trusted else None
+        return self._remember(key, await self._read(key)) if self._trusted else None
 
-    async def _read(self, key: str) -> dict[str, Any] | None:
+    def _remember(
+        self, key: str, found: dict[str, tuple[int, Any]] | None
+    ) -> dict[str, Any] | None:
+        if found is None or "seeded" not in found or not self._trusted:
+            return None
+        self._merge(key, found)
+        return {name: value for name, (_, value) in self._local[key].items()}
+
+    def _merge(self, key: str, parts: dict[str, tuple[int, Any]]) -> None:
+        entry = self._local.setdefault(key, {})
+        for name, (order, value) in parts.items():
+            old = entry.get(name)
+            if old is None or old[0] <= order:
+                entry[name] = (order, value)
+
+    async def _read(self, key: str) -> dict[str, tuple[int, Any]] | None:
+        """An entry's parts with their orders (``None``: Redis failed)."""
         try:
             raw = await self.client.hgetall(key)
         except (RedisError, OSError) as error:
             self.distrust(repr(error))
             return None
-        parts = {(k.decode() if isinstance(k, bytes) else k): v for k, v in raw.items()}
-        return {k: orjson.loads(v) for k, v in parts.items() if not k.endswith("@")}
+        fields = {(k.decode() if isinstance(k, bytes) else k): v for k, v in raw.items()}
+        return {
+            k: (int(fields.get(k + "@", 0)), orjson.loads(v))
+            for k, v in fields.items()
+            if not k.endswith("@")
+        }
 
 
 async def _batched(keys: Any, size: int = 500) -> Any:

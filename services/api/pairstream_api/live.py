@@ -323,7 +323,7 @@ class LiveHub:
         for message in messages:
             for key, part in cache_parts(message, cache.key):
                 entries.setdefault(key, []).append(part)
-        await cache.put(entries.items())
+        await cache.put(list(entries.items()))
 
 
 def bar_data(bar: Bar) -> dict[str, Any]:

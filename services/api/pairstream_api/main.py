@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -33,7 +34,7 @@ from .keys import KeyChecker
 from .live import LiveHub
 from .metrics import ApiMetrics
 from .ratelimit import RateLimiter
-from .routes import alerts, analytics, backtest, export, health, market, ws
+from .routes import alerts, analytics, backtest, datasets, export, health, market, ws
 from .state import ApiState
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,9 @@ def create_app(
         alerts.router,
         export.router,
         health.router,
+        health.versioned,
         ws.router,
+        datasets.router,
     ):
         app.include_router(router)
 
@@ -182,6 +185,10 @@ async def _open(state: ApiState) -> None:
     state.hub = LiveHub(state)
     state.hub_task = asyncio.create_task(state.hub.run(), name="api-live")
     state.hub_task.add_done_callback(_hub_ended)
+    # what start-up made lives as long as the process: keep it out of the collector's
+    # full passes, which otherwise pause long responses (a 10,000-bar page) by ~30 ms
+    gc.collect()
+    gc.freeze()
 
 
 def _hub_ended(task: asyncio.Task[None]) -> None:

@@ -24,8 +24,9 @@ class ApiMetrics:
         )
         self.cache = Counter(
             "api_cache_reads",
-            "Hot-cache reads by kind and result (hit, miss: read from PostgreSQL and seeded, "
-            "bypass: cache not trusted or Redis down).",
+            "Hot-cache reads by kind and result (hit: from Redis, local: from this process's "
+            "mirror of Redis, miss: read from PostgreSQL and seeded, bypass: cache not trusted "
+            "or Redis down).",
             ["kind", "result"],
             registry=r,
         )
@@ -48,3 +49,10 @@ class ApiMetrics:
             "api_live_invalid", "Records the live consumer could not decode (skipped).",
             ["topic"], registry=r,
         )  # fmt: skip
+
+
+def cache_hits(metrics: ApiMetrics, kind: str = "analytics") -> float:
+    """Reads of ``kind`` the hot cache answered (from Redis or this process's mirror)."""
+    return float(
+        sum(metrics.cache.labels(kind, result)._value.get() for result in ("hit", "local"))
+    )

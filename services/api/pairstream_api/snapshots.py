@@ -3,6 +3,8 @@ the cache), and the recent history a WebSocket subscription starts with."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -48,6 +50,16 @@ def alert_of(r: asyncpg.Record) -> dict[str, Any]:
     return values
 
 
+@contextlib.asynccontextmanager
+async def _db(state: ApiState, conn: asyncpg.Connection | None) -> AsyncIterator[Any]:
+    """``conn``, else one from the pool for this block (a cache hit takes none)."""
+    if conn is not None:
+        yield conn
+        return
+    async with state.db_pool().acquire(timeout=state.settings.db_timeout_s) as acquired:
+        yield acquired
+
+
 def methods_of(state: ApiState) -> list[str]:
     return list(state.analytics.methods) or ["ols", "huber", "kalman"]
 
@@ -56,18 +68,20 @@ def methods_of(state: ApiState) -> list[str]:
 
 
 async def latest_bar(
-    state: ApiState, conn: asyncpg.Connection, instrument: str, market: str, symbol: str, tf: str
-) -> BarPublic | None:
+    state: ApiState, instrument: str, market: str, symbol: str, tf: str,
+    conn: asyncpg.Connection | None = None,
+) -> BarPublic | None:  # fmt: skip
     """The newest bar (forming or final) of an instrument at ``tf``."""
     cache = state.cache
     key = "" if cache is None else cache.key("bar", instrument, tf)
     if cache is not None and (found := await cache.get("bar", key)) is not None:
         return BarPublic(**found["bar"]) if "bar" in found else None
-    row = await conn.fetchrow(
-        f"SELECT {BAR_COLUMNS} FROM bars WHERE symbol = $1 AND market = $2 AND tf = $3 "
-        "ORDER BY start DESC LIMIT 1",
-        symbol, market, tf,
-    )  # fmt: skip
+    async with _db(state, conn) as db:
+        row = await db.fetchrow(
+            f"SELECT {BAR_COLUMNS} FROM bars WHERE symbol = $1 AND market = $2 AND tf = $3 "
+            "ORDER BY start DESC LIMIT 1",
+            symbol, market, tf,
+        )  # fmt: skip
     bar = None if row is None else bar_of(row, instrument, tf)
     if cache is not None:
         parts = [] if bar is None else [
@@ -94,7 +108,7 @@ def _from_parts(parts: dict[str, Any], methods: list[str]) -> dict[str, Analytic
 
 
 async def latest_analytics(
-    state: ApiState, conn: asyncpg.Connection, pair: str, tf: str
+    state: ApiState, pair: str, tf: str, conn: asyncpg.Connection | None = None
 ) -> AnalyticsLatest:
     """Every metric's newest value per method (the stats of the newest bar with them)."""
     cache = state.cache
@@ -103,21 +117,22 @@ async def latest_analytics(
     if cache is not None and (found := await cache.get("analytics", key)) is not None:
         return AnalyticsLatest(pair=pair, tf=tf, methods=_from_parts(found, methods),
                                cointegrated=found.get("verdict"))  # fmt: skip
-    rows = await conn.fetch(
-        """
-        SELECT p.* FROM unnest($3::text[]) AS m(name),
-        LATERAL (""" + POINT + """
-            WHERE s.pair = $1 AND s.tf = $2 AND s.method = m.name
-            ORDER BY s.ts DESC LIMIT 1) p
-        """,
-        pair, tf, methods,
-    )  # fmt: skip
+    async with _db(state, conn) as db:
+        rows = await db.fetch(
+            """
+            SELECT p.* FROM unnest($3::text[]) AS m(name),
+            LATERAL (""" + POINT + """
+                WHERE s.pair = $1 AND s.tf = $2 AND s.method = m.name
+                ORDER BY s.ts DESC LIMIT 1) p
+            """,
+            pair, tf, methods,
+        )  # fmt: skip
+        tests = await db.fetchrow(
+            "SELECT ts, coint_pvalue FROM analytics_stats WHERE pair = $1 AND tf = $2 "
+            "AND coint_pvalue IS NOT NULL ORDER BY ts DESC LIMIT 1",
+            pair, tf,
+        )  # fmt: skip
     points = {r["method"]: point_of(r) for r in rows}
-    tests = await conn.fetchrow(
-        "SELECT ts, coint_pvalue FROM analytics_stats WHERE pair = $1 AND tf = $2 "
-        "AND coint_pvalue IS NOT NULL ORDER BY ts DESC LIMIT 1",
-        pair, tf,
-    )  # fmt: skip
     verdict = None if tests is None else bool(tests["coint_pvalue"] < 0.05)
     if cache is not None:
         parts = [Part("verdict", -1 if tests is None else to_ms(tests["ts"]), verdict)]
@@ -133,18 +148,21 @@ async def latest_analytics(
     return AnalyticsLatest(pair=pair, tf=tf, methods=points, cointegrated=verdict)
 
 
-async def latest_scan(state: ApiState, conn: asyncpg.Connection, tf: str) -> ScanPublic:
+async def latest_scan(
+    state: ApiState, tf: str, conn: asyncpg.Connection | None = None
+) -> ScanPublic:
     """The newest scan of every pair of instruments at ``tf`` (empty: none yet)."""
     cache = state.cache
     key = "" if cache is None else cache.key("scan", tf)
     if cache is not None and (found := await cache.get("scan", key)) is not None:
         return ScanPublic(**found["scan"])
-    ts = await conn.fetchval("SELECT max(ts) FROM pair_scan WHERE tf = $1", tf)
-    rows = [] if ts is None else await conn.fetch(
-        'SELECT y, x, "window", nobs, correlation, hedge_ratio, coint_stat, coint_pvalue '
-        "FROM pair_scan WHERE tf = $1 AND ts = $2 ORDER BY y, x",
-        tf, ts,
-    )  # fmt: skip
+    async with _db(state, conn) as db:
+        ts = await db.fetchval("SELECT max(ts) FROM pair_scan WHERE tf = $1", tf)
+        rows = [] if ts is None else await db.fetch(
+            'SELECT y, x, "window", nobs, correlation, hedge_ratio, coint_stat, coint_pvalue '
+            "FROM pair_scan WHERE tf = $1 AND ts = $2 ORDER BY y, x",
+            tf, ts,
+        )  # fmt: skip
     scan = ScanPublic(
         tf=tf, ts=None if ts is None else to_ms(ts),
         window=rows[0]["window"] if rows else None,
@@ -197,7 +215,7 @@ async def history(
             point.update({k: part[k] for k in KIND_FIELDS[part["kind"]]})
         return [points[k] for k in sorted(points)][-n:] if n else []
     if kind == "scan":
-        scan = (await latest_scan(state, conn, rest)).model_dump()
+        scan = (await latest_scan(state, rest, conn)).model_dump()
         newer = [s for s in recent if scan["ts"] is None or s["ts"] > scan["ts"]]
         return [newer[-1] if newer else scan] if n and (newer or scan["ts"] is not None) else []
     rows = await conn.fetch(

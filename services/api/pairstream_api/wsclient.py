@@ -5,16 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import Callable
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.client import ClientProtocol
+from websockets.frames import Frame
+from websockets.protocol import State
+from websockets.uri import parse_uri
 
 
 class LiveClient:
-    """``async with LiveClient(url) as live``: ``messages`` grows as they arrive (each
+    """``async with LiveClient(url) as live``: ``messages`` grows as they arrive (frames
+    of one message or an array of them; each
     with ``_received``, ``time.time()`` in ms when read); ``gaps`` counts sequence numbers
     that did not follow the previous one of their channel (a snapshot sets the start)."""
 
@@ -50,16 +57,18 @@ class LiveClient:
         assert self.connection is not None
         try:
             async for frame in self.connection:
-                message = orjson.loads(frame)
-                message["_received"] = time.time() * 1000
-                kind, channel = message.get("type"), message.get("channel")
-                if kind == "snapshot":
-                    self.seq[channel] = message["seq"]
-                elif kind == "update":
-                    if message["seq"] != self.seq.get(channel, message["seq"] - 1) + 1:
-                        self.gaps += 1
-                    self.seq[channel] = message["seq"]
-                self.messages.append(message)
+                decoded = orjson.loads(frame)
+                received = time.time() * 1000
+                for message in decoded if isinstance(decoded, list) else (decoded,):
+                    message["_received"] = received
+                    kind, channel = message.get("type"), message.get("channel")
+                    if kind == "snapshot":
+                        self.seq[channel] = message["seq"]
+                    elif kind == "update":
+                        if message["seq"] != self.seq.get(channel, message["seq"] - 1) + 1:
+                            self.gaps += 1
+                        self.seq[channel] = message["seq"]
+                    self.messages.append(message)
         except Exception:  # the server closed: kept in `closed`
             pass
         self.closed = (self.connection.close_code, self.connection.close_reason or "")
@@ -87,3 +96,46 @@ class LiveClient:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"not within {timeout} s; last: {self.messages[-3:]}")
             await asyncio.sleep(0.01)
+
+
+class StuckClient:
+    """A WebSocket client that subscribes, then stops reading: a raw socket with a 4 kB
+    receive buffer and reading paused, so the server's sends block as they would for a
+    frozen browser tab. ``drain()`` reads what the server sent after all."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.protocol = ClientProtocol(parse_uri(url))
+
+    async def __aenter__(self) -> StuckClient:
+        parts = urlsplit(self.url)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (parts.hostname, parts.port))
+        self.reader, self.writer = await asyncio.open_connection(sock=sock)
+        self.protocol.send_request(self.protocol.connect())
+        self._flush()
+        while self.protocol.state is not State.OPEN:
+            self.protocol.receive_data(await self.reader.read(65536))
+        return self
+
+    def _flush(self) -> None:
+        self.writer.write(b"".join(self.protocol.data_to_send()))
+
+    async def subscribe(self, *channels: str) -> None:
+        self.protocol.send_text(orjson.dumps({"op": "subscribe", "channels": list(channels),
+                                              "snapshot": 0}))  # fmt: skip
+        self._flush()
+        await self.writer.drain()
+        self.writer.transport.pause_reading()  # type: ignore[attr-defined]
+
+    async def drain(self) -> list[Frame]:
+        """Every frame the server sent, up to its close."""
+        self.writer.transport.resume_reading()  # type: ignore[attr-defined]
+        while data := await self.reader.read(65536):
+            self.protocol.receive_data(data)
+        return [e for e in self.protocol.events_received() if isinstance(e, Frame)]
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.writer.close()

@@ -18,6 +18,7 @@ from pairstream.infra.manager import free_port
 from pairstream.infra.parts import KafkaPart, RedisPart
 from pairstream.settings import DatabaseSettings, InfraSettings, KafkaSettings, RedisSettings
 from pairstream.testing import eventually, unique
+from pairstream_api.metrics import cache_hits
 from pairstream_api.wsclient import LiveClient
 
 from .conftest import PAIR, Stocked, serving
@@ -89,7 +90,6 @@ async def test_redis_and_kafka_stopped_leave_rest_answering_and_health_degraded_
                 rate_limit="100000/minute") as server,
         server.client() as client,
     ):  # fmt: skip
-        cache = server.app.state.api.metrics.cache
         url = server.url.replace("http://", "ws://") + "/api/v1/ws"
         async with LiveClient(url) as live:
             await live.subscribe(f"analytics:{PAIR}:1s:ols", snapshot=5)
@@ -99,10 +99,10 @@ async def test_redis_and_kafka_stopped_leave_rest_answering_and_health_degraded_
 
             async def cached() -> bool:  # once the live consumer follows Kafka
                 assert (await client.get(latest, params={"tf": "1s"})).json() == want
-                return bool(cache.labels("analytics", "hit")._value.get() >= 1)
+                return bool(cache_hits(server.app.state.api.metrics) >= 1)
 
             await eventually(cached, timeout=30)
-            hits = cache.labels("analytics", "hit")._value.get()
+            hits = cache_hits(server.app.state.api.metrics)
             await asyncio.to_thread(manager.down)
             # WebSocket clients are told; REST answers from PostgreSQL, rate limits in memory
             await live.wait(lambda c: kafka_status(c) == "down", timeout=15)
@@ -112,7 +112,7 @@ async def test_redis_and_kafka_stopped_leave_rest_answering_and_health_degraded_
                 assert got.json() == want
                 bars = await client.get("/api/v1/bars/BTCUSDT", params={"tf": "1s"})
                 assert bars.status_code == 200
-            assert cache.labels("analytics", "hit")._value.get() == hits
+            assert cache_hits(server.app.state.api.metrics) == hits
             ready = (await client.get("/health/ready")).json()
             assert ready["status"] == "degraded"
             assert ready["checks"]["redis"]["status"] == "down"
@@ -128,7 +128,7 @@ async def test_redis_and_kafka_stopped_leave_rest_answering_and_health_degraded_
 
             async def cached_again() -> bool:  # the cache refills without a restart
                 assert (await client.get(latest, params={"tf": "1s"})).json() == want
-                return bool(cache.labels("analytics", "hit")._value.get() > hits)
+                return bool(cache_hits(server.app.state.api.metrics) > hits)
 
             await eventually(cached_again, timeout=30)
             assert live.closed is None

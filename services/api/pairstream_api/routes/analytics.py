@@ -92,21 +92,19 @@ async def analytics(
 
 
 @router.get("/analytics/{pair}/latest", summary="The newest analytics of a pair")
-async def latest(
-    pair: PairPath, tf: TfQuery, conn: Conn, state: State, _: ReadKey
-) -> AnalyticsLatest:
+async def latest(pair: PairPath, tf: TfQuery, state: State, _: ReadKey) -> AnalyticsLatest:
     """Every metric's newest value per method (the stats of the newest bar that has them).
 
     From the hot cache when it is trusted, else from PostgreSQL."""
-    return await latest_analytics(state, conn, pair_of(pair, state), tf)
+    return await latest_analytics(state, pair_of(pair, state), tf)
 
 
 @router.get("/scan/{tf}/latest", summary="The newest pair scan")
 async def scan_latest(
-    tf: TfPath, conn: Conn, state: State, _: ReadKey
+    tf: TfPath, state: State, _: ReadKey
 ) -> ScanPublic:  # fmt: skip
     """Correlation and Engle–Granger cointegration of every scanned pair of instruments."""
-    return await latest_scan(state, conn, tf)
+    return await latest_scan(state, tf)
 
 
 @router.get("/scan/{tf}/candidates", summary="Pairs ranked for trading")
@@ -117,7 +115,7 @@ async def candidates(
 ) -> list[Candidate]:  # fmt: skip
     """The newest scan's pairs by Engle–Granger p-value (lowest first), then half-life
     (shortest first, from the pair's stats when it is analysed), then |correlation|."""
-    cells = (await latest_scan(state, conn, tf)).cells
+    cells = (await latest_scan(state, tf, conn)).cells
     lives = {
         r["pair"]: r["half_life"]
         for r in await conn.fetch(

@@ -7,14 +7,22 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..deps import State
+from pairstream.topics import CONTRACT_VERSION
+
+from ..deps import ReadKey, State, rate_limited
+from ..errors import problems
 from ..models import Check, Ready
+from . import PREFIX
 
 router = APIRouter(tags=["health"])
+#: ``/api/v1/version``: a constant answer behind the same key check and rate limit as
+#: every resource (the baseline of ``pairstream bench api``)
+versioned = APIRouter(prefix=PREFIX, tags=["health"], dependencies=[Depends(rate_limited)],
+                      responses=problems(401, 429))  # fmt: skip
 
 CHECK_TIMEOUT_S = 1.0
 
@@ -27,6 +35,12 @@ async def _timed(probe: Callable[[], Awaitable[Any]]) -> Check:
         detail = "no answer within 1 s" if isinstance(error, TimeoutError) else repr(error)
         return Check(status="down", latency_ms=None, detail=detail[:300])
     return Check(status="ok", latency_ms=round((time.perf_counter() - started) * 1000, 3))
+
+
+@versioned.get("/version", summary="API and topic contract versions")
+async def version(_: ReadKey) -> dict[str, int]:
+    """The API's version (the `/api/v1` prefix) and the topic contract's."""
+    return {"api": 1, "contract": CONTRACT_VERSION}
 
 
 @router.get("/health/live", summary="The process answers")

@@ -6,7 +6,7 @@ import re
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from pairstream.instruments import parse_instrument, split_instrument
 from pairstream.messages import timeframe_ms
@@ -14,7 +14,7 @@ from pairstream.messages import timeframe_ms
 from ..deps import Conn, ReadKey, State, rate_limited
 from ..errors import ApiError, problems
 from ..models import BarPublic, InstrumentPublic, Page, TickPublic
-from ..query import Cursor, TimeWindow, invalid, to_ms
+from ..query import Cursor, TimeWindow, invalid, page_response, to_ms
 from ..snapshots import latest_bar
 from . import PREFIX
 
@@ -91,12 +91,12 @@ async def instruments(conn: Conn, state: State, _: ReadKey) -> list[InstrumentPu
     return out
 
 
-@router.get("/bars/{instrument}", summary="Bars of an instrument")
+@router.get("/bars/{instrument}", summary="Bars of an instrument", response_model=Page[BarPublic])
 async def bars(
     instrument: InstrumentPath, tf: TfQuery, window: TimeWindow, conn: Conn, state: State,
     _: ReadKey,
     final: Annotated[bool | None, Query(description="Only final (or only forming) bars.")] = None,
-) -> Page[BarPublic]:  # fmt: skip
+) -> Response:  # fmt: skip
     """Bars over a time range, oldest first (`tf=1h`: hourly bars from the 1m bars)."""
     name, market, symbol = instrument_of(instrument, state)
     hourly = tf == "1h" and "1h" not in state.topics.timeframes
@@ -111,31 +111,29 @@ async def bars(
     )
     rows = await conn.fetch(
         f"""
-        SELECT * FROM ({source}) b
-        WHERE ($4::timestamptz IS NULL OR start >= $4)
-          AND ($5::timestamptz IS NULL OR start < $5)
-          AND ($6::timestamptz IS NULL OR start > $6)
+        SELECT (extract(epoch FROM b.start) * 1000)::bigint AS start, {", ".join(_BAR)}
+        FROM ({source}) b
+        WHERE ($4::timestamptz IS NULL OR b.start >= $4)
+          AND ($5::timestamptz IS NULL OR b.start < $5)
+          AND ($6::timestamptz IS NULL OR b.start > $6)
           AND ($7::boolean IS NULL OR final = $7)
-        ORDER BY start LIMIT $8
+        ORDER BY b.start LIMIT $8
         """,
         symbol, market, tf, window.start_at, window.end_at, window.after_at, final,
         window.limit + 1,
     )  # fmt: skip
-    items = [
-        BarPublic(instrument=name, tf=tf, start=to_ms(r["start"]), **_bar(r))
-        for r in rows[: window.limit]
-    ]
+    items = [{"instrument": name, "tf": tf, **r} for r in rows[: window.limit]]
     more = len(rows) > window.limit
-    return Page(items=items, next_cursor=Cursor(items[-1].start).encode() if more else None)
+    return page_response(items, Cursor(items[-1]["start"]).encode() if more else None)
 
 
 @router.get("/bars/{instrument}/latest", summary="The newest bar of an instrument")
 async def latest_bar_of(
-    instrument: InstrumentPath, tf: TfQuery, conn: Conn, state: State, _: ReadKey
+    instrument: InstrumentPath, tf: TfQuery, state: State, _: ReadKey
 ) -> BarPublic:
     """The newest bar at `tf`, forming or final (from the hot cache when it is trusted)."""
     name, market, symbol = instrument_of(instrument, state)
-    bar = await latest_bar(state, conn, name, market, symbol, tf)
+    bar = await latest_bar(state, name, market, symbol, tf)
     if bar is None:
         raise ApiError(404, "No bars", f"no {tf} bars of {name} are stored")
     return bar

@@ -1,0 +1,423 @@
+"""``pairstream bench api``: the API in a server process of its own, driven from this one.
+
+* **Snapshot GETs**: ``/api/v1/analytics/{pair}/latest`` over real HTTP/1.1 keep-alive
+  connections from a bounded load generator here (``concurrency`` connections, each one
+  request at a time), beside ``/api/v1/version`` (a constant-returning route of the same
+  server behind the same key check and rate limit) run the same way: requests per
+  second and their ratio; and ``/health/live`` (constant, nothing in front of it).
+* **Range query**: ``/api/v1/bars/{instrument}?limit=10000`` over 10,000 stored 1s bars,
+  one request at a time: p50/p99 latency.
+* **WebSocket fan-out**: ``clients`` clients each subscribed to the analytics channels of
+  ``pairs`` pairs; z-scores sent to Kafka at ``rate`` per pair per second; each message's
+  delay from its Kafka record timestamp (the producer's clock, this machine) to a client
+  reading it; messages lost to clients that keep up. Then the same with one client that
+  stops reading (the healthy clients' p99 beside the run without it), then higher rates
+  until p99 passes 100 ms or messages are lost: the highest rate one process sustains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import platform
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from pairstream.db import connection
+from pairstream.db.migrate import migrate
+from pairstream.kafka import MessageProducer, contract_topics, ensure_topics
+from pairstream.messages import Bar, ZScoreUpdate
+from pairstream.settings import DatabaseSettings, KafkaSettings, RedisSettings, TopicSettings
+from pairstream.status import percentile
+from pairstream.testing import topics_under, unique
+
+from .wsclient import LiveClient, StuckClient
+
+TARGET_RATIO = 0.6
+TARGET_GETS_PER_S = 2_000
+TARGET_RANGE_P99_MS = 50.0
+TARGET_WS_P99_MS = 100.0
+TARGET_STUCK_DELAY_MS = 10.0
+T0 = 1_760_000_000_000
+RANGE_BARS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class FanOut:
+    """One WebSocket run: messages out per second and their delivery."""
+
+    rate_per_pair_per_s: float
+    messages_out_per_s: int
+    delivered: int
+    lost: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class ApiBench:
+    """Every figure of one bench run."""
+
+    concurrency: int
+    seconds: float
+    latest_gets_per_s: int
+    constant_gets_per_s: int
+    bare_gets_per_s: int
+    ratio_to_constant: float
+    latest_p99_ms: float
+    range_bars: int
+    range_p50_ms: float
+    range_p99_ms: float
+    ws_clients: int
+    ws_pairs: int
+    fanout: FanOut
+    with_stuck_client: FanOut
+    stuck_delay_ms: float
+    steps: list[FanOut]
+    max_sustained_messages_per_s: int
+    cpus: int
+    python: str
+    targets: dict[str, bool] = field(default_factory=dict)
+
+    def as_json(self) -> bytes:
+        return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2)
+
+
+def pair_names(n: int) -> list[str]:
+    return [f"usdm:A{i:02d}USDT-usdm:B{i:02d}USDT" for i in range(n)]
+
+
+# -- stock and serve --------------------------------------------------------------------
+
+
+def _bars(symbol: str, closes: np.ndarray) -> list[Bar]:
+    out = []
+    for i, close in enumerate(closes):
+        c = float(close)
+        start = T0 + i * 1000
+        out.append(Bar(
+            market="usdm", symbol=symbol, tf="1s", start=start, open=c, high=c * 1.0001,
+            low=c * 0.9999, close=c, volume=1.0, quote_volume=c, trades=3, vwap=c,
+            buy_volume=0.5, first_trade_id=i * 3 + 1, last_trade_id=i * 3 + 3, final=True,
+            ts_event=start + 999, ts_init=start + 1000,
+        ))  # fmt: skip
+    return out
+
+
+async def stock(db: DatabaseSettings, pairs: list[str]) -> None:
+    """10,000 1s bars of one instrument, and the newest analytics of every pair."""
+    from pairstream_resampler.store import BAR_COLUMNS, bar_record
+
+    rng = np.random.default_rng(20261202)
+    closes = 100 * np.exp(np.cumsum(rng.normal(0, 1e-4, RANGE_BARS)))
+    async with connection(db) as conn:
+        await migrate(conn, db)
+        await conn.copy_records_to_table(
+            "bars", records=[bar_record(b) for b in _bars("A00USDT", closes)],
+            columns=list(BAR_COLUMNS),
+        )  # fmt: skip
+        at = time.time()
+        for i, pair in enumerate(pairs):
+            ts = T0 + i
+            await conn.execute(
+                "INSERT INTO analytics_spread (pair, tf, ts, method, price_transform, "
+                "hedge_ratio, intercept, spread, ts_init) VALUES ($1, '1s', to_timestamp($2), "
+                "'ols', 'price', 1.5, 0.1, 0.2, to_timestamp($3))",
+                pair, ts / 1000, at,
+            )  # fmt: skip
+            await conn.execute(
+                "INSERT INTO analytics_zscore (pair, tf, ts, method, \"window\", spread, mean, "
+                "std, zscore, position, ts_init) VALUES ($1, '1s', to_timestamp($2), 'ols', 60, "
+                "0.2, 0.0, 1.0, 0.2, 'flat', to_timestamp($3))",
+                pair, ts / 1000, at,
+            )  # fmt: skip
+            await conn.execute(
+                "INSERT INTO analytics_stats (pair, tf, ts, method, correlation, adf_stat, "
+                "adf_pvalue, half_life, coint_stat, coint_pvalue, ts_init) VALUES ($1, '1s', "
+                "to_timestamp($2), 'ols', 0.9, -3.5, 0.01, 12.0, -3.6, 0.02, to_timestamp($3))",
+                pair, ts / 1000, at,
+            )  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.asynccontextmanager
+async def server(
+    db: DatabaseSettings, kafka: KafkaSettings, redis: RedisSettings, topics: TopicSettings,
+    pairs: list[str], log: Path,
+) -> AsyncIterator[str]:  # fmt: skip
+    """``pairstream api`` in a process of its own; its URL once it answers."""
+    port = _free_port()
+    env = {
+        **os.environ, "DATABASE_URL": db.url or "", "DB_SCHEMA": db.schema_name,
+        "KAFKA_BOOTSTRAP": kafka.bootstrap or "", "REDIS_URL": redis.url or "",
+        "TOPIC_BARS_TEMPLATE": topics.bars_template, "TOPIC_SPREAD": topics.spread,
+        "TOPIC_ZSCORE": topics.zscore, "TOPIC_STATS": topics.stats, "TOPIC_SCAN": topics.scan,
+        "TOPIC_ALERTS": topics.alerts, "TOPIC_TIMEFRAMES": "1s,1m",
+        "ANALYTICS_PAIRS": ",".join(pairs), "ANALYTICS_TIMEFRAMES": "1s",
+        "ANALYTICS_METHODS": "ols", "API_RATE_LIMIT": "100000000/minute",
+        "API_WS_QUEUE": "5000", "API_METRICS_PORT": "0", "LOG_LEVEL": "WARNING",
+    }  # fmt: skip
+    with log.open("wb") as out:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pairstream", "api", "--port", str(port), env=env,
+            stdout=out, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.returncode is not None:
+                raise RuntimeError(f"the API exited ({process.returncode}); see {log}")
+            with contextlib.suppress(OSError):
+                status, _ = await _get_once(port, "/health/live")
+                if status == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the API did not answer within 60 s; see {log}")
+            await asyncio.sleep(0.1)
+        yield url
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 15)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+# -- HTTP load ----------------------------------------------------------------------------
+
+
+class _Connection:
+    """One HTTP/1.1 keep-alive connection: ``get(path)`` → (status, body)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> _Connection:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer)
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def _get_once(port: int, path: str) -> tuple[int, bytes]:
+    conn = await _Connection.open(port)
+    try:
+        return await conn.get(path)
+    finally:
+        conn.close()
+
+
+async def load(
+    port: int, path: Callable[[int], str], concurrency: int, seconds: float
+) -> tuple[int, list[float]]:
+    """Requests per second over ``concurrency`` connections for ``seconds`` (after a short
+    warm-up), and each request's latency in ms."""
+    conns = [await _Connection.open(port) for _ in range(concurrency)]
+    latencies: list[float] = []
+    done = 0
+    stop_at = 0.0
+    counting = False
+
+    async def worker(conn: _Connection, k: int) -> None:
+        nonlocal done
+        i = k
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            status, body = await conn.get(path(i))
+            if status != 200:
+                raise RuntimeError(f"{path(i)}: HTTP {status}: {body[:300]!r}")
+            if counting:
+                done += 1
+                latencies.append((time.perf_counter() - started) * 1000)
+            i += concurrency
+
+    try:
+        stop_at = time.perf_counter() + 1.0  # warm-up: connections, cache, JIT-free paths
+        await asyncio.gather(*(worker(c, k) for k, c in enumerate(conns)))
+        counting = True
+        started = time.perf_counter()
+        stop_at = started + seconds
+        await asyncio.gather(*(worker(c, k) for k, c in enumerate(conns)))
+        took = time.perf_counter() - started
+    finally:
+        for conn in conns:
+            conn.close()
+    return round(done / took), latencies
+
+
+async def range_query(port: int, n: int) -> list[float]:
+    conn = await _Connection.open(port)
+    path = f"/api/v1/bars/usdm:A00USDT?tf=1s&start={T0}&limit={RANGE_BARS}"
+    out = []
+    try:
+        for _ in range(n + 3):
+            started = time.perf_counter()
+            status, body = await conn.get(path)
+            out.append((time.perf_counter() - started) * 1000)  # the whole body received
+            if status != 200 or len(orjson.loads(body)["items"]) != RANGE_BARS:
+                raise RuntimeError(f"range query: HTTP {status}")
+    finally:
+        conn.close()
+    return out[3:]
+
+
+# -- WebSocket fan-out --------------------------------------------------------------------
+
+
+async def fanout(
+    url: str, kafka: KafkaSettings, topics: TopicSettings, pairs: list[str], clients: int,
+    rate: float, seconds: float, stuck: bool = False,
+) -> FanOut:  # fmt: skip
+    """``clients`` clients on every pair's channel; z-scores at ``rate`` per pair per s."""
+    ws = url.replace("http://", "ws://") + "/api/v1/ws"
+    channels = [f"analytics:{p}:1s:ols" for p in pairs]
+    async with contextlib.AsyncExitStack() as stack:
+        lives = []
+        for _ in range(clients):
+            live = await stack.enter_async_context(LiveClient(ws))
+            await live.subscribe(*channels, snapshot=0)
+            lives.append(live)
+        if stuck:
+            blocked = await stack.enter_async_context(StuckClient(ws))
+            await blocked.subscribe(*channels)
+        for live in lives:
+            await live.wait(lambda c: len(c.of("snapshot")) == len(channels), 60)
+        producer = await stack.enter_async_context(MessageProducer(kafka))
+        marks = [len(live.messages) for live in lives]
+        ticks = int(seconds * rate)
+        started = time.perf_counter()
+        for k in range(ticks):
+            ts = T0 + 10_000_000 + k * 1000
+            for pair in pairs:
+                await producer.send(topics.zscore, ZScoreUpdate(
+                    pair=pair, tf="1s", ts=ts, window=60, spread=0.1, mean=0.0, std=1.0,
+                    zscore=0.1, ts_event=ts, ts_init=ts,
+                ))  # fmt: skip
+            await producer.flush()
+            await asyncio.sleep(max(0.0, started + (k + 1) / rate - time.perf_counter()))
+        want = ticks * len(pairs)
+
+        def arrived(c: LiveClient, mark: int) -> int:
+            return sum(m.get("type") == "update" for m in c.messages[mark:])
+
+        deadline = time.monotonic() + 10
+        while any(arrived(c, m) < want for c, m in zip(lives, marks, strict=True)):
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        delays: list[float] = []
+        delivered = lost = 0
+        for live, mark in zip(lives, marks, strict=True):
+            updates = [m for m in live.messages[mark:] if m.get("type") == "update"]
+            delivered += len(updates)
+            lost += (
+                want
+                - len(updates)
+                + sum(m["count"] for m in live.messages[mark:] if m.get("type") == "dropped")
+            )
+            delays += [m["_received"] - m["kafka_ts"] for m in updates]
+    delays.sort()
+    return FanOut(
+        rate_per_pair_per_s=rate, messages_out_per_s=round(rate * len(pairs) * clients),
+        delivered=delivered, lost=max(0, lost), p50_ms=round(percentile(delays, 0.5), 1),
+        p99_ms=round(percentile(delays, 0.99), 1), max_ms=round(delays[-1] if delays else 0, 1),
+    )  # fmt: skip
+
+
+async def bench_api(
+    concurrency: int = 32, seconds: float = 5.0, clients: int = 500, pairs: int = 10,
+    ws_seconds: float = 5.0, workdir: Path | None = None,
+) -> ApiBench:  # fmt: skip
+    """Run everything (embedded infrastructure must be up, or addresses configured)."""
+    from pairstream.cache import redis_url
+    from pairstream.infra import resolve_endpoint
+
+    db = DatabaseSettings(DB_SCHEMA=unique("bench_api"))
+    db = db.model_copy(update={"url": db.url or resolve_endpoint("postgres")})
+    kafka = KafkaSettings()
+    kafka = kafka.model_copy(update={"bootstrap": kafka.bootstrap or resolve_endpoint("kafka")})
+    redis = RedisSettings(REDIS_URL=redis_url())
+    topics = topics_under(unique("bench-api"))
+    names = pair_names(pairs)
+    await ensure_topics(contract_topics(topics), kafka)
+    await stock(db, names)
+    log = (workdir or Path("/tmp")) / f"{unique('bench-api')}.log"
+    try:
+        async with server(db, kafka, redis, topics, names, log) as url:
+            port = int(url.rsplit(":", 1)[1])
+            latest_path = f"/api/v1/analytics/{names[0]}/latest?tf=1s"
+            latest, latest_ms = await load(port, lambda i: latest_path, concurrency, seconds)
+            constant, _ = await load(port, lambda i: "/api/v1/version", concurrency, seconds)
+            bare, _ = await load(port, lambda i: "/health/live", concurrency, seconds)
+            ranges = sorted(await range_query(port, 40))
+            run = await fanout(url, kafka, topics, names, clients, 1.0, ws_seconds)
+            with_stuck = await fanout(url, kafka, topics, names, clients, 1.0, ws_seconds,
+                                      stuck=True)  # fmt: skip
+            steps = [run]
+            for rate in (2.0, 4.0, 8.0, 16.0):
+                step = await fanout(url, kafka, topics, names, clients, rate, ws_seconds)
+                steps.append(step)
+                if step.p99_ms > TARGET_WS_P99_MS or step.lost:
+                    break
+    finally:
+        await _drop(db)
+    latest_ms.sort()
+    sustained = [s.messages_out_per_s for s in steps if s.p99_ms <= TARGET_WS_P99_MS
+                 and not s.lost]  # fmt: skip
+    ratio = latest / constant if constant else 0.0
+    stuck_delay = with_stuck.p99_ms - run.p99_ms
+    return ApiBench(
+        concurrency=concurrency, seconds=seconds, latest_gets_per_s=latest,
+        constant_gets_per_s=constant, bare_gets_per_s=bare, ratio_to_constant=round(ratio, 3),
+        latest_p99_ms=round(percentile(latest_ms, 0.99), 2), range_bars=RANGE_BARS,
+        range_p50_ms=round(percentile(ranges, 0.5), 1),
+        range_p99_ms=round(percentile(ranges, 0.99), 1), ws_clients=clients, ws_pairs=pairs,
+        fanout=run, with_stuck_client=with_stuck, stuck_delay_ms=round(stuck_delay, 1),
+        steps=steps, max_sustained_messages_per_s=max(sustained, default=0),
+        cpus=os.cpu_count() or 1, python=platform.python_version(),
+        targets={
+            f"…/latest GETs ≥ {TARGET_RATIO} × the constant route": ratio >= TARGET_RATIO,
+            f"…/latest GETs ≥ {TARGET_GETS_PER_S:,}/s": latest >= TARGET_GETS_PER_S,
+            f"p99 of a {RANGE_BARS:,}-bar range ≤ {TARGET_RANGE_P99_MS:g} ms":
+                percentile(ranges, 0.99) <= TARGET_RANGE_P99_MS,
+            f"WebSocket p99 ≤ {TARGET_WS_P99_MS:g} ms at {run.messages_out_per_s:,} msg/s, "
+            "0 lost": run.p99_ms <= TARGET_WS_P99_MS and run.lost == 0,
+            f"a stuck client delays the others ≤ {TARGET_STUCK_DELAY_MS:g} ms (p99)":
+                stuck_delay <= TARGET_STUCK_DELAY_MS and with_stuck.lost == 0,
+        },
+    )  # fmt: skip
+
+
+async def _drop(db: DatabaseSettings) -> None:
+    async with connection(db) as conn:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{db.schema_name}" CASCADE')
