@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from pairstream.infra import PartReport
+    from pairstream.services import Service
 
 # Plain (click) help, not typer's rich panels: rendering help with rich imports
 # typer.rich_utils (rich.markdown, rich.traceback, pygments…), which doubles the
@@ -223,6 +224,72 @@ for _service in services():
     _service.commands(app, bench_app)
 
 
+def _http_address(service: Service, env: dict[str, str]) -> tuple[str, int]:
+    """Where ``service`` will answer under ``pairstream up``: its port checked free before
+    anything starts (or, when its settings say 0, a free one chosen and set in ``env``)."""
+    from pydantic import ValidationError
+
+    from pairstream.infra.manager import free_port, port_in_use
+
+    assert service.http is not None
+    try:
+        host, port = service.http.address()
+    except ValidationError as error:
+        raise fail(ValueError(str(error))) from error
+    local = "127.0.0.1" if host in ("", "0.0.0.0") else "::1" if host == "::" else host
+    var = service.http.port_env
+    if port == 0:
+        port = free_port(local)
+        env[var] = str(port)
+    elif port_in_use(local, port):
+        raise fail(
+            OSError(
+                f"{service.name}: port {host}:{port} is already taken by another program; "
+                f"set {var}=0 for a free port, or {var} to another one"
+            )
+        )
+    return local, port
+
+
+async def _announce(service: Service, host: str, port: int, patience_s: float = 60.0) -> None:
+    """Print ``service``'s URLs once its liveness path answers 200 (and say so, once, when
+    it has not after ``patience_s``; the supervisor keeps restarting it meanwhile)."""
+    import asyncio
+    import contextlib
+
+    assert service.http is not None
+    http = service.http
+    base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    async def status() -> int:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(f"GET {http.live} HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
+            await writer.drain()
+            words = (await reader.readline()).split()  # b"HTTP/1.1 200 OK"
+        finally:
+            writer.close()
+        return int(words[1]) if len(words) > 1 else 0
+
+    loop = asyncio.get_running_loop()
+    deadline, told = loop.time() + patience_s, False
+    while True:
+        with contextlib.suppress(OSError, ValueError, TimeoutError):
+            if await asyncio.wait_for(status(), timeout=2) == 200:
+                break
+        if not told and loop.time() > deadline:
+            told = True
+            console().print(
+                f"{service.name}: no answer at {base}{http.live} after {patience_s:.0f}s yet "
+                f"(see its log lines)", highlight=False, soft_wrap=True
+            )  # fmt: skip
+        await asyncio.sleep(0.2)
+    console().print(
+        f"{service.name}: {base}{http.home} (health: {base}{http.health})",
+        highlight=False, soft_wrap=True,
+    )  # fmt: skip
+
+
 @app.command()
 def up(
     source: Annotated[
@@ -243,7 +310,9 @@ def up(
 
     Prints the infrastructure's addresses, then each service's log lines prefixed
     with its name, among them one status line a minute per service (throughput and
-    lag; <SERVICE>_STATUS_INTERVAL_S).
+    lag; <SERVICE>_STATUS_INTERVAL_S), and the URLs of each service that serves HTTP
+    once it answers (the API: API_PORT, default 8000; a port already taken is an error
+    before anything starts, 0 picks a free one).
     """
     import asyncio
 
@@ -263,6 +332,10 @@ def up(
         os.environ["LOG_LIBRARY_LEVEL"] = "INFO"
         setup_logging()
     signal.signal(signal.SIGTERM, interrupt)
+    chosen: dict[str, str] = {}  # ports picked for services configured with port 0
+    listening = {
+        s.name: (s, *_http_address(s, chosen)) for s in services() if s.up and s.http is not None
+    }
     manager = InfraManager()
     try:
         reports = manager.up()
@@ -273,6 +346,7 @@ def up(
     print(exports(reports), flush=True)
     env = dict(os.environ)
     env.update({r.env_var: r.url for r in reports if r.url})
+    env.update(chosen)
     if source is not None:
         env["INGEST_SOURCE"] = source
     kafka = next((r for r in reports if r.env_var == "KAFKA_BOOTSTRAP"), None)
@@ -293,8 +367,21 @@ def up(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, supervisor.stop)
         names = ", ".join(s.name for s in SERVICES) or "none yet"
-        console().print(f"services: {names}. Ctrl-C or SIGTERM stops everything.", highlight=False)
-        await supervisor.run()
+        console().print(
+            f"services: {names}. Ctrl-C or SIGTERM stops everything.",
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
+        announcing = [
+            asyncio.create_task(_announce(*listening[s.name]))
+            for s in SERVICES
+            if s.name in listening
+        ]
+        try:
+            await supervisor.run()
+        finally:
+            for task in announcing:
+                task.cancel()
+            await asyncio.gather(*announcing, return_exceptions=True)
 
     try:
         asyncio.run(run())

@@ -6,8 +6,9 @@ Each ``services/<name>/`` package declares, in ``pyproject.toml``::
     ingest = "pairstream_ingest.service:SERVICE"
 
 and ``SERVICE`` is a :class:`Service`: its typer commands (added to ``pairstream``
-and ``pairstream bench``), its command line under ``pairstream up`` and its
-settings groups (for ``pairstream settings``). The shared package never imports a
+and ``pairstream bench``), its command line under ``pairstream up`` (with, for a
+service users open in a browser, its :class:`Http` address) and its settings
+groups (for ``pairstream settings``). The shared package never imports a
 service; it finds them here. Loading an entry point must stay cheap: the module
 holding ``SERVICE`` and its command module import typer and little else, and the
 settings classes are returned by a function, so ``pairstream --help`` imports no
@@ -30,6 +31,24 @@ ENTRY_POINT_GROUP = "pairstream.services"
 
 
 @dataclass(frozen=True, slots=True)
+class Http:
+    """The HTTP address of a service, as ``pairstream up`` checks, waits for and prints it."""
+
+    #: ``(host, port)`` the service will listen on, from its settings (imported when
+    #: called, with the environment ``pairstream up`` runs in); port 0 = a free one.
+    address: Callable[[], tuple[str, int]]
+    #: The environment variable of that port: ``pairstream up`` sets it to the free port
+    #: it chose when the settings say 0.
+    port_env: str
+    #: Answers 200 as soon as the service serves: ``pairstream up`` waits for it.
+    live: str = "/health/live"
+    #: Printed once ``live`` answers, with the health URL below.
+    home: str = "/"
+    #: The health URL printed (with the state of the service's dependencies).
+    health: str = "/health/live"
+
+
+@dataclass(frozen=True, slots=True)
 class Service:
     """One service of the suite, as the shared CLI and supervisor see it."""
 
@@ -45,6 +64,9 @@ class Service:
     #: Arguments after ``pairstream`` that run the service under ``pairstream up``
     #: (``("ingest",)``); empty = ``pairstream up`` does not start it.
     up: tuple[str, ...] = ()
+    #: Where the service serves HTTP under ``pairstream up``: the port is checked before
+    #: anything starts and its URLs printed once it answers. ``None``: it serves no one.
+    http: Http | None = None
 
 
 @cache

@@ -520,6 +520,81 @@ def test_compose_port_on_every_interface_or_a_default_port_fails(name: str) -> N
         assert port not in DEFAULT_PORTS, f"{name} takes the default port {port}"
 
 
+# -- the services, in both ---------------------------------------------------------------
+
+
+def base_documents() -> dict[tuple[str, str], Doc]:
+    """``(kind, name)`` → document of every manifest under deploy/k8s/base."""
+    return {
+        (doc["kind"], doc["metadata"]["name"]): doc
+        for path, doc in k8s_documents()
+        if path.is_relative_to(K8S / "base")
+    }
+
+
+def test_every_service_pairstream_up_runs_is_deployed_by_compose_and_k8s() -> None:
+    from pairstream.services import services
+
+    names = {s.name: list(s.up) for s in services() if s.up}
+    assert set(names) >= {"ingest", "resampler", "analytics", "alerts", "api"}
+    long_running = {
+        name
+        for name, service in SERVICES.items()
+        if is_pairstream_service(service) and not is_one_shot(service)
+    }
+    assert long_running == set(names)
+    deployments = {
+        name: doc for (kind, name), doc in base_documents().items() if kind == "Deployment"
+    }
+    assert set(deployments) == set(names)
+    for name, args in names.items():
+        assert SERVICES[name]["command"][: len(args)] == args, name
+        (container,) = deployments[name]["spec"]["template"]["spec"]["containers"]
+        assert is_pairstream_image(container["image"]), name
+        assert container["args"] == args, name
+        sources = {
+            ref["name"] for env in container["envFrom"] for ref in env.values() if "name" in ref
+        }
+        assert {"pairstream-config", "pairstream-db"} <= sources, name
+
+
+def test_api_listens_on_8000_with_liveness_and_readiness_in_compose_and_k8s() -> None:
+    api = SERVICES["api"]
+    assert api["command"] == ["api", "--host", "0.0.0.0"]
+    assert published_ports(api) == [("127.0.0.1", 8000)]
+    assert "http://127.0.0.1:8000/health/live" in " ".join(api["healthcheck"]["test"])
+    assert "curl" not in " ".join(api["healthcheck"]["test"])  # not in the image
+    for store in ("timescaledb", "redis", "kafka"):
+        assert api["depends_on"][store]["condition"] == "service_healthy", store
+    for job in ("migrate", "topics"):
+        assert api["depends_on"][job]["condition"] == "service_completed_successfully", job
+    assert str(environment(api)["API_FETCH_MAX_WAIT_MS"]) == "500"
+
+    docs = base_documents()
+    pod = docs[("Deployment", "api")]["spec"]["template"]["spec"]
+    assert pod["enableServiceLinks"] is False  # else the `api` Service sets API_PORT=tcp://…
+    (container,) = pod["containers"]
+    assert container["ports"] == [{"name": "http", "containerPort": 8000}]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert env["API_HOST"] == "0.0.0.0"
+    assert env.get("API_PORT", "8000") == "8000"
+    probes = {
+        probe: (container[probe]["httpGet"]["path"], container[probe]["httpGet"]["port"])
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe")
+    }
+    assert probes == {
+        "startupProbe": ("/health/live", "http"),
+        "readinessProbe": ("/health/ready", "http"),  # 503 only when PostgreSQL is down
+        "livenessProbe": ("/health/live", "http"),
+    }
+    assert container["readinessProbe"]["timeoutSeconds"] > 1  # each dependency gets 1 s
+    service = docs[("Service", "api")]["spec"]
+    assert service["selector"] == {"app.kubernetes.io/name": "api"}
+    assert service["ports"] == [{"name": "http", "port": 8000, "targetPort": "http"}]
+    (config,) = load_documents(K8S / "base" / "configmap.yaml")
+    assert config["data"]["API_FETCH_MAX_WAIT_MS"] == "500"
+
+
 # -- Dockerfile ------------------------------------------------------------------------
 
 

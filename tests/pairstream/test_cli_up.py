@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
 import psutil
 import pytest
 
@@ -66,6 +67,7 @@ def test_up_runs_every_service_offline_raises_a_default_alert_and_stops_cleanly_
     env["RESAMPLER_METRICS_PORT"] = str(free_port())
     env["ANALYTICS_METRICS_PORT"] = str(free_port())
     env["ALERTS_METRICS_PORT"] = str(free_port())
+    env["API_PORT"] = "0"  # `up` picks a free one and prints it
     proc = subprocess.Popen(
         [sys.executable, "-m", "pairstream", "up"],
         env=env,
@@ -76,16 +78,19 @@ def test_up_runs_every_service_offline_raises_a_default_alert_and_stops_cleanly_
     try:
         assert proc.stdout is not None
         seen: list[str] = []
-        exports = None
+        exports = api = None
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline:  # up to the API's URLs, printed once it answers
             line = proc.stdout.readline()
             if not line:
                 break
             seen.append(line)
             if line.startswith("export "):
                 exports = line
-            if "Ctrl-C or SIGTERM stops everything" in line:
+            api = api or re.fullmatch(
+                r"api: (http://127\.0\.0\.1:(\d+))/docs \(health: \1/health/ready\)\n", line
+            )
+            if api:
                 break
         assert exports is not None, "".join(seen)
         ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", exports)]
@@ -93,7 +98,20 @@ def test_up_runs_every_service_offline_raises_a_default_alert_and_stops_cleanly_
         assert all(port_in_use("127.0.0.1", p) for p in ports)
         versions = [m.version for m in load_migrations()]
         assert f"schema public (plain): applied {versions}" in "".join(seen)
-        assert "services: ingest, resampler, analytics, alerts." in "".join(seen)
+        assert (
+            "services: ingest, resampler, analytics, alerts, api. "
+            "Ctrl-C or SIGTERM stops everything.\n"
+        ) in seen
+        assert api is not None, "".join(seen)
+        base, api_port = api[1], int(api[2])
+        # the API on the same embedded infrastructure: each dependency checked for real
+        ready = httpx.get(f"{base}/health/ready", timeout=5, trust_env=False)
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["status"] == "ready", ready.text
+        assert {c["status"] for c in ready.json()["checks"].values()} == {"ok"}
+        pairs = httpx.get(f"{base}/api/v1/pairs", timeout=5, trust_env=False)
+        assert pairs.status_code == 200, pairs.text
+        assert [p["pair"] for p in pairs.json()] == ["usdm:BTCUSDT-usdm:ETHUSDT"]
         bootstrap, topics = f"127.0.0.1:{ports[0]}", TopicSettings()
         run = asyncio.run(first_message(bootstrap, topics.ticks, Codec(topics.ticks, TickRun)))
         assert run.source == "synthetic"
@@ -127,11 +145,40 @@ def test_up_runs_every_service_offline_raises_a_default_alert_and_stops_cleanly_
         took = time.monotonic() - started
         assert proc.returncode == 0, "".join(seen) + rest
         assert took < 10, f"stopping took {took:.1f}s"
-        assert not any(port_in_use("127.0.0.1", p) for p in ports)
+        assert not any(port_in_use("127.0.0.1", p) for p in [*ports, api_port])
         assert not [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
         assert "stopped" in rest
     finally:
         _stop_everything(proc)
+
+
+def test_up_with_the_api_port_taken_fails_before_starting_anything(tmp_path: Path) -> None:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("KAFKA_BOOTSTRAP", "DATABASE_URL", "REDIS_URL")
+    }
+    env["PAIRSTREAM_STATE_DIR"] = str(tmp_path / "state")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env["API_PORT"] = str(port)
+        result = subprocess.run(
+            [sys.executable, "-m", "pairstream", "up"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"api: port 127.0.0.1:{port} is already taken by another program" in " ".join(
+        result.stderr.split()
+    )
+    assert "API_PORT=0" in result.stderr
+    assert not (tmp_path / "state" / "infra.json").exists()  # no infrastructure started
+    assert "export " not in result.stdout
 
 
 def _stop_everything(proc: subprocess.Popen[str]) -> None:

@@ -76,7 +76,7 @@ def test_pairstream_up_runs_the_registered_services_in_order() -> None:
     assert [(s.name, list(s.argv)) for s in SERVICES] == [
         (s.name, service_command(*s.up)) for s in services() if s.up
     ]
-    assert [s.name for s in SERVICES] == ["ingest", "resampler", "analytics", "alerts"]
+    assert [s.name for s in SERVICES] == ["ingest", "resampler", "analytics", "alerts", "api"]
 
 
 def test_settings_groups_come_from_the_services() -> None:
@@ -101,4 +101,4 @@ def test_every_service_command_is_on_the_cli() -> None:
         "ingest", "replay", "resampler", "analytics", "analyze", "alerts", "api", "up", "settings",
     }  # fmt: skip
     assert expected <= commands
-    assert bench == {"ingest", "resampler", "analytics", "alerts"}
+    assert bench == {"ingest", "resampler", "analytics", "alerts", "api"}

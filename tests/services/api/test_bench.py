@@ -1,0 +1,36 @@
+"""`pairstream bench api` on the real broker, database and Redis, with the API in its own
+process: every figure and target (small sizes, untimed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from pairstream.infra import Endpoints
+from pairstream.settings import DatabaseSettings, KafkaSettings, RedisSettings
+from pairstream.testing import unique
+from pairstream_api.bench import bench_api
+
+
+async def test_bench_api_reports_http_range_and_websocket_figures(
+    endpoints: Endpoints, tmp_path: Path
+) -> None:
+    result = await bench_api(
+        concurrency=4, seconds=1.0, clients=5, pairs=2, ws_seconds=2.0, workdir=tmp_path,
+        db=DatabaseSettings(DATABASE_URL=endpoints.database_url),
+        kafka=KafkaSettings(bootstrap=endpoints.kafka_bootstrap, client_id=unique("bench")),
+        redis=RedisSettings(REDIS_URL=endpoints.redis_url),
+    )  # fmt: skip
+    assert result.latest_gets_per_s > 0
+    assert result.constant_gets_per_s > 0
+    assert result.bare_gets_per_s > 0
+    assert 0 < result.range_p50_ms <= result.range_p99_ms
+    for run in (result.fanout, result.with_stuck_client, *result.steps):
+        assert run.delivered + run.lost == run.rate_per_pair_per_s * 2 * 2 * 5  # 2 s, 2 pairs
+        assert 0 < run.p50_ms <= run.p99_ms <= run.max_ms
+    assert result.fanout.lost == 0  # clients that keep up lose nothing
+    assert result.fanout.messages_out_per_s == 10
+    figures = orjson.loads(result.as_json())
+    assert set(figures["targets"]) == set(result.targets)
+    assert len(result.targets) == 5
