@@ -74,5 +74,14 @@ class ApiSettings(ServiceSettings):
         description="Longest wait of the live consumer's fetches (latency to WebSocket "
         "clients on brokers that answer only at the deadline, like the embedded Tansu).",
     )  # fmt: skip
+    upload_max_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024,
+        description="Largest uploaded bar CSV (`POST /uploads`), also once unzipped; the "
+        "request itself is bounded by `API_MAX_BODY_BYTES` too.",
+    )  # fmt: skip
+    upload_max_rows: int = Field(
+        default=200_000, ge=1,
+        description="Most bars in one uploaded CSV, and per leg of `POST /analyze`.",
+    )  # fmt: skip
 
     _split = field_validator("cors_origins", mode="before")(comma_list)
