@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from pairstream.messages import HedgeMethod
 
+from .dataset_models import NAME_PATTERN
 from .query import TIME_HELP, TIME_PATTERN
 from .routes.analytics import PAIR_PATTERN
 from .routes.market import TF_PATTERN
@@ -26,6 +27,15 @@ EXAMPLE: dict[str, JsonValue] = {
     "slippage_bps": 1.0,
     "capital": 100_000.0,
 }
+
+
+class BacktestDatasets(BaseModel):
+    """The uploaded datasets of the legs."""
+
+    model_config = ConfigDict(frozen=True, strict=True, extra="forbid")
+
+    y: str = Field(pattern=NAME_PATTERN, examples=["btcusdt-1m-2022-09"], description="Y leg.")
+    x: str = Field(pattern=NAME_PATTERN, examples=["ethusdt-1m-2022-09"], description="X leg.")
 
 
 class BacktestRequest(BaseModel):
@@ -88,6 +98,11 @@ class BacktestRequest(BaseModel):
     )  # fmt: skip
     include_equity: bool = Field(
         default=True, description="Return the equity curve (one point per bar)."
+    )
+    datasets: BacktestDatasets | None = Field(
+        default=None,
+        description="Uploaded datasets (`POST /uploads`) to use as the legs instead of the "
+        "pair's stored bars; both of timeframe `tf`.",
     )
 
 

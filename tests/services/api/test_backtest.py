@@ -16,6 +16,7 @@ import pytest
 
 from pairstream.analytics.backtest import BacktestParams, BacktestResult, backtest_legs
 from pairstream.db import connection
+from pairstream.testing import unique
 from pairstream_api.routes import backtest as route
 
 from .conftest import PAIR, Stocked
@@ -232,3 +233,37 @@ async def test_the_computation_runs_off_the_event_loop(
     assert pairs.status_code == 200
     assert waited < 1.0
     assert response.status_code == 200
+
+
+def bars_csv(stocked: Stocked, symbol: str) -> bytes:
+    """The stocked bars of one leg in the bar columns an upload takes."""
+    columns = ("start", "open", "high", "low", "close", "volume", "quote_volume",
+               "buy_volume", "trades", "vwap")  # fmt: skip
+    lines = [",".join(columns)]
+    lines += [",".join(repr(getattr(b, c)) for c in columns)
+              for b in stocked.bars if b.symbol == symbol]  # fmt: skip
+    return ("\n".join(lines) + "\n").encode()
+
+
+async def test_a_backtest_over_uploaded_datasets_equals_the_one_over_the_same_stored_bars(
+    api: Callable[..., Any], stocked: Stocked, keys: dict[str, str]
+) -> None:
+    y, x = unique("bt-y"), unique("bt-x")
+    async with api() as server, server.client(keys["write"]) as client:
+        for name, symbol in ((y, "BTCUSDT"), (x, "ETHUSDT")):
+            uploaded = await client.post(
+                "/api/v1/uploads", data={"name": name, "tf": "1s"},
+                files={"file": (f"{symbol}.csv", bars_csv(stocked, symbol), "text/csv")},
+            )  # fmt: skip
+            assert uploaded.status_code == 201, uploaded.text
+        stored = await client.post(URL, json=BODY)
+        from_uploads = await client.post(URL, json={**BODY, "datasets": {"y": y, "x": x}})
+        wrong_tf = await client.post(URL, json={**BODY, "tf": "1m", "datasets": {"y": y, "x": x}})
+        missing = await client.post(URL, json={**BODY, "datasets": {"y": y, "x": "nope"}})
+    assert stored.status_code == 200, stored.text
+    assert from_uploads.status_code == 200, from_uploads.text
+    assert from_uploads.json() == stored.json()
+    assert wrong_tf.status_code == 422
+    assert "holds 1s bars, not 1m" in wrong_tf.json()["detail"]
+    assert missing.status_code == 404
+    assert "no dataset 'nope'" in missing.json()["detail"]

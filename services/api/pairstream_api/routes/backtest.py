@@ -31,10 +31,12 @@ from ..backtest_models import (
     EquityCurvePublic,
     TradePublic,
 )
+from ..dataset_models import DatasetLeg
 from ..deps import ReadKey, State, rate_limited
 from ..errors import ApiError, problems
 from ..query import maybe_datetime, parse_range, to_ms
 from . import PREFIX
+from .datasets import read_leg
 
 router = APIRouter(
     prefix=PREFIX,
@@ -97,6 +99,18 @@ async def _leg_bars(
     )  # fmt: skip
 
 
+async def _dataset_bars(
+    conn: asyncpg.Connection, label: str, dataset: str, body: BacktestRequest, state: State
+) -> pd.DataFrame:
+    """An uploaded dataset's bars in the range (it must be of the request's timeframe)."""
+    read = await read_leg(conn, DatasetLeg(dataset=dataset, start=body.start, end=body.end),
+                          f"datasets.{label}", state)  # fmt: skip
+    if read.public.tf != body.tf:
+        held = f"dataset {dataset!r} holds {read.public.tf} bars, not {body.tf}"
+        raise _invalid(f"datasets.{label}", held)
+    return read.frame
+
+
 def _compute(
     frame_y: pd.DataFrame, frame_x: pd.DataFrame, tf_ms: int, config: PairConfig,
     method: HedgeMethod, params: BacktestParams,
@@ -143,8 +157,14 @@ async def run_backtest(
     # a connection only while reading: the computation may take seconds
     async with state.db_pool().acquire(timeout=state.settings.db_timeout_s) as conn:
         connection = cast(asyncpg.Connection, conn)  # a pool's proxy of one
-        frame_y = await _leg_bars(connection, y, body.tf, start, end)
-        frame_x = await _leg_bars(connection, x, body.tf, start, end)
+        if body.datasets is None:
+            frame_y = await _leg_bars(connection, y, body.tf, start, end)
+            frame_x = await _leg_bars(connection, x, body.tf, start, end)
+        else:
+            frame_y, frame_x = [
+                await _dataset_bars(connection, label, dataset, body, state)
+                for label, dataset in (("y", body.datasets.y), ("x", body.datasets.x))
+            ]
     config = a.pair_config()
     async with _slots(request):
         public = await asyncio.to_thread(

@@ -303,7 +303,7 @@ def _range(leg: DatasetLeg | InstrumentLeg, label: str) -> tuple[int | None, int
         raise
 
 
-async def _leg(
+async def read_leg(
     conn: asyncpg.Connection, leg: DatasetLeg | InstrumentLeg, label: str, state: State
 ) -> _Read:
     """The leg's bars in its range: a dataset's, or an instrument's final stored ones."""
@@ -401,8 +401,8 @@ async def analyze(body: AnalyzeRequest, request: Request, state: State, _: ReadK
     config, options = _options(body, state)
     async with state.db_pool().acquire(timeout=state.settings.db_timeout_s) as pooled:
         conn = cast(asyncpg.Connection, pooled)  # a connection only while reading
-        y = await _leg(conn, body.y, "y", state)
-        x = await _leg(conn, body.x, "x", state)
+        y = await read_leg(conn, body.y, "y", state)
+        x = await read_leg(conn, body.x, "x", state)
     tf_ms = timeframe_ms(y.public.tf)
     if timeframe_ms(x.public.tf) != tf_ms:
         raise _invalid("x", f"its timeframe {x.public.tf} is not y's {y.public.tf}")
