@@ -102,8 +102,13 @@ class BarBuffer:
         return len(self._rows)
 
     @property
+    def pending(self) -> int:
+        """Bars not stored yet: waiting, or in the write under way."""
+        return len(self._rows) + self._writing
+
+    @property
     def full(self) -> bool:
-        return len(self._rows) + self._writing >= self.max_rows
+        return self.pending >= self.max_rows
 
     def add(self, bar: Bar) -> None:
         key = (bar.market, bar.symbol, bar.tf, bar.start)

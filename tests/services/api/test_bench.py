@@ -30,6 +30,8 @@ async def test_bench_api_reports_http_range_and_websocket_figures(
         assert run.delivered + run.lost == run.rate_per_pair_per_s * 2 * 2 * 5  # 2 s, 2 pairs
         assert 0 < run.p50_ms <= run.p99_ms <= run.max_ms
     assert result.fanout.lost == 0  # clients that keep up lose nothing
+    assert len(result.stuck_delays_ms) == 3
+    assert result.stuck_delay_ms == sorted(result.stuck_delays_ms)[1]
     assert result.fanout.messages_out_per_s == 10
     figures = orjson.loads(result.as_json())
     assert set(figures["targets"]) == set(result.targets)

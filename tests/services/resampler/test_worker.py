@@ -484,7 +484,9 @@ async def test_postgres_stopped_for_20s_mid_stream_loses_nothing(
             await asyncio.sleep(20)
             # the stream went on while the database was away, bars buffered, offsets held
             assert worker.outbox.published > published_before + 500
-            assert len(worker.buffer) > 0
+            # waiting, or taken by a write attempt that has not failed yet (then the
+            # buffer may look empty: every row is in the attempt)
+            assert worker.buffer.pending > 0
             assert _value(worker, "resampler_sink_failures_total") >= 1
             await asyncio.to_thread(manager.up)  # InfraManager runs its own loop
             await feeding
