@@ -25,11 +25,11 @@ MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 TIME_HELP = "Epoch ms or ISO-8601 (UTC unless a zone is given)."
 
 
-def invalid(field: str, message: str) -> ApiError:
-    """A 422 naming the parameter."""
+def invalid(field: str, message: str, where: str = "query") -> ApiError:
+    """A 422 naming the parameter (``where``: ``query``, ``path`` or ``body``)."""
     return ApiError(
         422, "Invalid request", f"{field}: {message}",
-        errors=[{"field": field, "in": "query", "message": message}],
+        errors=[{"field": field, "in": where, "message": message}],
     )  # fmt: skip
 
 

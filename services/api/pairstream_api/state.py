@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -46,6 +46,9 @@ class ApiState:
     kafka_client: AIOKafkaConsumer | None = None  # metadata only (health)
     limiter: RateLimiter | None = None
     cache: HotCache | None = None
+    #: backtests and analyses computing at once (each in a thread; others wait their turn)
+    backtests: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
+    analyses: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
     hub: LiveHub | None = None
     hub_task: asyncio.Task[None] | None = None
 

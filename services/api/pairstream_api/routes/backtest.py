@@ -9,7 +9,7 @@ from typing import cast
 
 import asyncpg
 import pandas as pd
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
 from pairstream.analytics.backtest import (
     BacktestParamError,
@@ -34,7 +34,7 @@ from ..backtest_models import (
 from ..dataset_models import DatasetLeg
 from ..deps import ReadKey, State, rate_limited
 from ..errors import ApiError, problems
-from ..query import maybe_datetime, parse_range, to_ms
+from ..query import invalid, maybe_datetime, parse_range, to_ms
 from . import PREFIX
 from .datasets import read_leg
 
@@ -47,23 +47,6 @@ router = APIRouter(
 
 #: final bars per leg one backtest may read (beyond: 422, narrow the range)
 MAX_BARS = 200_000
-#: backtests computing at once per API process (others wait their turn)
-MAX_RUNNING = 2
-
-
-def _invalid(field: str, message: str) -> ApiError:
-    """A 422 naming a field of the body."""
-    return ApiError(
-        422, "Invalid request", f"{field}: {message}",
-        errors=[{"field": field, "in": "body", "message": message}],
-    )  # fmt: skip
-
-
-def _slots(request: Request) -> asyncio.Semaphore:
-    slots: asyncio.Semaphore | None = getattr(request.app.state, "backtest_slots", None)
-    if slots is None:
-        slots = request.app.state.backtest_slots = asyncio.Semaphore(MAX_RUNNING)
-    return slots
 
 
 async def _leg_bars(
@@ -107,7 +90,7 @@ async def _dataset_bars(
                           f"datasets.{label}", state)  # fmt: skip
     if read.public.tf != body.tf:
         held = f"dataset {dataset!r} holds {read.public.tf} bars, not {body.tf}"
-        raise _invalid(f"datasets.{label}", held)
+        raise invalid(f"datasets.{label}", held, "body")
     return read.frame
 
 
@@ -126,9 +109,7 @@ def _compute(
     "/backtest", summary="Backtest the z-score strategy on stored bars",
     responses={404: {"description": "No stored final bars of a leg (in the range)."}},
 )  # fmt: skip
-async def run_backtest(
-    body: BacktestRequest, request: Request, state: State, _: ReadKey
-) -> BacktestPublic:
+async def run_backtest(body: BacktestRequest, state: State, _: ReadKey) -> BacktestPublic:
     """Hedge ratio and z-score from the pair's stored final bars (the analytics service's
     core and `ANALYTICS_*` windows), then the strategy: a decision on bar t fills at bar
     t+1's close, β frozen at the decision bar, Y leg of `notional`, X leg β times its
@@ -137,7 +118,7 @@ async def run_backtest(
     try:
         name = parse_pair(body.pair, state.market)
     except ValueError as error:
-        raise _invalid("pair", str(error)) from None
+        raise invalid("pair", str(error), "body") from None
     try:
         start, end = parse_range(body.start, body.end)
     except ApiError as error:  # the range is in the body here, not the query
@@ -152,7 +133,7 @@ async def run_backtest(
             capital=body.capital, notional=body.notional,
         )  # fmt: skip
     except BacktestParamError as error:
-        raise _invalid(error.field, error.message) from None
+        raise invalid(error.field, error.message, "body") from None
     y, x = pair_legs(name)
     # a connection only while reading: the computation may take seconds
     async with state.db_pool().acquire(timeout=state.settings.db_timeout_s) as conn:
@@ -166,7 +147,7 @@ async def run_backtest(
                 for label, dataset in (("y", body.datasets.y), ("x", body.datasets.x))
             ]
     config = a.pair_config()
-    async with _slots(request):
+    async with state.backtests:
         public = await asyncio.to_thread(
             _run, frame_y, frame_x, timeframe_ms(body.tf), config, params, name, body
         )

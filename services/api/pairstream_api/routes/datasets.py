@@ -43,7 +43,7 @@ from ..dataset_models import (
 from ..deps import Conn, ReadKey, State, WriteKey, rate_limited
 from ..errors import ApiError, problems
 from ..models import Page
-from ..query import Cursor, TimeWindow, maybe_datetime, parse_range, to_ms
+from ..query import Cursor, TimeWindow, invalid, maybe_datetime, parse_range, to_ms
 from ..uploads import (
     RECORD_COLUMNS,
     ParsedBars,
@@ -62,8 +62,6 @@ router = APIRouter(
     responses=problems(400, 401, 413, 422, 429, 503, 404),
 )
 
-#: analyses computing at once per API process (others wait their turn)
-MAX_RUNNING = 2
 #: window points one analysis may visit (Huber refits, stationarity tests): about a
 #: minute of CPU; the defaults over 200,000 bars are well within
 MAX_WORK = 100_000_000
@@ -269,21 +267,6 @@ async def delete_dataset(name: NamePath, conn: Conn, _: WriteKey) -> Response:
     return Response(status_code=204)
 
 
-def _invalid(field: str, message: str) -> ApiError:
-    """A 422 naming a field of the body."""
-    return ApiError(
-        422, "Invalid request", f"{field}: {message}",
-        errors=[{"field": field, "in": "body", "message": message}],
-    )  # fmt: skip
-
-
-def _slots(request: Request) -> asyncio.Semaphore:
-    slots: asyncio.Semaphore | None = getattr(request.app.state, "analyze_slots", None)
-    if slots is None:
-        slots = request.app.state.analyze_slots = asyncio.Semaphore(MAX_RUNNING)
-    return slots
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Read:
     """A leg's bars (the columns of :data:`~pairstream.analytics.batch.BAR_COLUMNS`)."""
@@ -327,7 +310,7 @@ async def read_leg(
         try:
             name = parse_instrument(leg.instrument, state.market)
         except ValueError as error:
-            raise _invalid(f"{label}.instrument", str(error)) from None
+            raise invalid(f"{label}.instrument", str(error), "body") from None
         market, symbol = split_instrument(name)
         tf, source = leg.tf, "instrument"
         rows = await conn.fetch(
@@ -405,13 +388,13 @@ async def analyze(body: AnalyzeRequest, request: Request, state: State, _: ReadK
         x = await read_leg(conn, body.x, "x", state)
     tf_ms = timeframe_ms(y.public.tf)
     if timeframe_ms(x.public.tf) != tf_ms:
-        raise _invalid("x", f"its timeframe {x.public.tf} is not y's {y.public.tf}")
+        raise invalid("x", f"its timeframe {x.public.tf} is not y's {y.public.tf}", "body")
     _within_work(config, options.methods, max(y.public.bars, x.public.bars))
     accept = request.headers.get("accept", "")
     csv = body.format == "csv" or (
         body.format is None and "text/csv" in accept and "application/json" not in accept
     )
-    async with _slots(request):
+    async with state.analyses:
         try:
             content = await asyncio.to_thread(_run, y, x, tf_ms, config, options, csv)
         except (ValueError, ArithmeticError) as error:  # bars or options the core refuses
@@ -431,10 +414,12 @@ def _within_work(config: PairConfig, methods: Sequence[str], bars: int) -> None:
     }
     for field, work in costs.items():
         if work > MAX_WORK:
-            raise _invalid(field, (
+            why = (
                 f"{bars:,} bars with {field} {getattr(config, field):,} are about {work:,} "
                 f"window points, over the {MAX_WORK:,} one analysis may compute: narrow the "
-                "legs' ranges, or use a smaller window (or a larger tests_every)"))  # fmt: skip
+                "legs' ranges, or use a smaller window (or a larger tests_every)"
+            )
+            raise invalid(field, why, "body")
 
 
 def _run(
