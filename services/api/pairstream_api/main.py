@@ -33,6 +33,7 @@ from .hotcache import HotCache
 from .keys import KeyChecker
 from .live import LiveHub
 from .metrics import ApiMetrics
+from .openapi import operation_id
 from .ratelimit import RateLimiter
 from .routes import alerts, analytics, backtest, datasets, export, health, market, ws
 from .state import ApiState
@@ -136,6 +137,7 @@ def create_app(
         version="1",
         summary="Bars, pairs analytics, scans and alerts of pairstream.",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
         redirect_slashes=False,  # `/rules/` is not `/rules`: a 404, not a redirect elsewhere
     )
     app.state.api = state

@@ -103,7 +103,7 @@ async def test_a_rule_test_equals_the_engine_over_stored_history(
 ) -> None:
     rule = {**RULE, "id": "z-test"}
     async with api() as server, server.client(keys["write"]) as client:
-        unsaved = await client.post("/api/v1/alerts/rules/test", json=rule)
+        unsaved = await client.post("/api/v1/alerts/test", json=rule)
         await client.post("/api/v1/alerts/rules", json=rule)
         stored = await client.post("/api/v1/alerts/rules/z-test/test")
         missing = await client.post("/api/v1/alerts/rules/no-such-rule/test")

@@ -27,6 +27,7 @@ from pairstream.instruments import pair_legs, parse_instrument, parse_pair
 from ..deps import Conn, ReadKey, State, WriteKey, rate_limited
 from ..errors import ApiError, invalid_fields, problems
 from ..models import AlertPublic, AlertTransitionPublic, Page
+from ..openapi import links
 from ..query import Cursor, EndQuery, StartQuery, TimeWindow, invalid, parse_time
 from ..snapshots import alert_of
 from . import PREFIX
@@ -100,7 +101,11 @@ async def list_rules(conn: Conn, _: ReadKey) -> list[Rule]:
 
 @router.post(
     "/alerts/rules", status_code=201, summary="Create a rule",
-    responses={409: {"description": "A rule with that id exists (PUT a new version)."}},
+    responses={
+        409: {"description": "A rule with that id exists (PUT a new version)."},
+        **links(201, "rule_id=$response.body#/id",
+                "read_rule", "update_rule", "try_stored_rule", "remove_rule"),
+    },
 )  # fmt: skip
 async def create_rule(
     body: RuleSpec, request: Request, conn: Conn, state: State, key: WriteKey
@@ -113,7 +118,7 @@ async def create_rule(
     return await put_rule(conn, spec.model_copy(update={"id": rule_id}), changed_by=f"api:{key.id}")
 
 
-@router.post("/alerts/rules/test", summary="Test an unsaved rule on history")
+@router.post("/alerts/test", summary="Test an unsaved rule on history")
 async def try_new_rule(
     body: RuleSpec, request: Request, conn: Conn, state: State, _: ReadKey,
     start: StartQuery = None,
@@ -200,7 +205,10 @@ async def list_silences(
     return await silences(conn, state.clock.now_ms() if active else None)
 
 
-@router.post("/alerts/silences", status_code=201, summary="Create or replace a silence")
+@router.post(
+    "/alerts/silences", status_code=201, summary="Create or replace a silence",
+    responses=links(201, "silence_id=$response.body#/id", "remove_silence"),
+)  # fmt: skip
 async def create_silence(
     body: Silence, request: Request, conn: Conn, state: State, _: WriteKey
 ) -> Silence:

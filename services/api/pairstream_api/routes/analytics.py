@@ -20,6 +20,7 @@ from ..models import (
     ScanCell,
     ScanPublic,
 )
+from ..openapi import links
 from ..query import Cursor, TimeWindow, invalid
 from ..snapshots import POINT, latest_analytics, latest_scan, point_of
 from . import PREFIX
@@ -51,7 +52,10 @@ def pair_of(text: str, state: State) -> str:
         raise invalid("pair", str(error)) from None
 
 
-@router.get("/pairs", summary="Configured pairs")
+@router.get(
+    "/pairs", summary="Configured pairs",
+    responses=links(200, "pair=$response.body#/0/pair", "analytics", "analytics_latest"),
+)  # fmt: skip
 async def pairs(state: State, _: ReadKey) -> list[PairPublic]:
     """The pairs the analytics service computes (`ANALYTICS_PAIRS`), with its settings."""
     a = state.analytics
@@ -92,7 +96,9 @@ async def analytics(
 
 
 @router.get("/analytics/{pair}/latest", summary="The newest analytics of a pair")
-async def latest(pair: PairPath, tf: TfQuery, state: State, _: ReadKey) -> AnalyticsLatest:
+async def analytics_latest(
+    pair: PairPath, tf: TfQuery, state: State, _: ReadKey
+) -> AnalyticsLatest:
     """Every metric's newest value per method (the stats of the newest bar that has them).
 
     From the hot cache when it is trusted, else from PostgreSQL."""

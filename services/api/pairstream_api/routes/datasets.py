@@ -43,6 +43,7 @@ from ..dataset_models import (
 from ..deps import Conn, ReadKey, State, WriteKey, rate_limited
 from ..errors import ApiError, problems
 from ..models import Page
+from ..openapi import links
 from ..query import Cursor, TimeWindow, invalid, maybe_datetime, parse_range, to_ms
 from ..uploads import (
     RECORD_COLUMNS,
@@ -118,6 +119,7 @@ def _invalid_file(error: UploadInvalidError, filename: str | None) -> ApiError:
     "/uploads", status_code=201, summary="Upload a bar CSV as a dataset",
     responses={
         **problems(403),
+        **links(201, "name=$response.body#/name", "dataset", "dataset_bars", "delete_dataset"),
         **_described(409, "A dataset of that name exists (`?replace=true` replaces it)."),
         **_described(413, "Over `API_UPLOAD_MAX_BYTES` or `API_UPLOAD_MAX_ROWS` (or the "
                           "body over `API_MAX_BODY_BYTES`)."),

@@ -14,6 +14,7 @@ from pairstream.messages import timeframe_ms
 from ..deps import Conn, ReadKey, State, rate_limited
 from ..errors import ApiError, problems
 from ..models import BarPublic, InstrumentPublic, Page, TickPublic
+from ..openapi import links
 from ..query import Cursor, TimeWindow, invalid, page_response, to_ms
 from ..snapshots import latest_bar
 from . import PREFIX
@@ -48,7 +49,12 @@ def instrument_of(text: str, state: State) -> tuple[str, str, str]:
     return name, market, symbol
 
 
-@router.get("/instruments", summary="Instruments with stored bars")
+@router.get(
+    "/instruments", summary="Instruments with stored bars",
+    responses=links(
+        200, "instrument=$response.body#/0/instrument", "bars", "latest_bar_of", "ticks"
+    ),
+)  # fmt: skip
 async def instruments(conn: Conn, state: State, _: ReadKey) -> list[InstrumentPublic]:
     """Every instrument with bars: its timeframes, first and last bar of its smallest
     timeframe, and the age of its newest trade."""
