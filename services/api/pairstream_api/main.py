@@ -33,9 +33,9 @@ from .hotcache import HotCache
 from .keys import KeyChecker
 from .live import LiveHub
 from .metrics import ApiMetrics
-from .openapi import operation_id
+from .openapi import document_security, operation_id
 from .ratelimit import RateLimiter
-from .routes import alerts, analytics, backtest, datasets, export, health, market, ws
+from .routes import PREFIX, alerts, analytics, backtest, datasets, export, health, market, ws
 from .state import ApiState
 
 log = logging.getLogger(__name__)
@@ -154,6 +154,7 @@ def create_app(
         datasets.router,
     ):
         app.include_router(router)
+    document_security(app, PREFIX)
 
     app.add_middleware(Timed, metrics=state.metrics)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

@@ -4,6 +4,7 @@ and keys that are never logged."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -70,3 +71,21 @@ async def test_a_body_over_the_limit_is_refused_with_413_declared_or_streamed(
     for response in (declared, streamed):
         assert response.status_code == 413, response.text
         assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_every_operation_documented_as_keyed_refuses_a_caller_without_a_key(
+    api: Callable[..., Any],
+) -> None:
+    # the OpenAPI document declares the key schemes by path (the guards read the headers
+    # themselves): each of those operations must really check a key
+    async with api(open_reads=False) as server, server.client() as client:
+        document = (await client.get("/openapi.json")).json()
+        keyed = [
+            (method, re.sub(r"\{[^}]+\}", "x1", path))
+            for path, operations in document["paths"].items()
+            for method, operation in operations.items()
+            if operation.get("security")
+        ]
+        statuses = {(m, p): (await client.request(m, p)).status_code for m, p in keyed}
+    assert len(keyed) >= 30
+    assert set(statuses.values()) == {401}, statuses
