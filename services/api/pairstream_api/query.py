@@ -12,10 +12,9 @@ import binascii
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-import orjson
-from fastapi import Depends, Query, Request, Response
+from fastapi import Depends, Query, Request
 
 from .errors import ApiError
 
@@ -131,7 +130,7 @@ def parse_range(start: str | None, end: str | None) -> tuple[int | None, int | N
     return start_ms, end_ms
 
 
-def _window(
+async def _window(
     request: Request,
     start: StartQuery = None,
     end: EndQuery = None,
@@ -151,11 +150,3 @@ def _window(
 
 
 TimeWindow = Annotated[Window, Depends(_window)]
-
-
-def page_response(items: list[dict[str, Any]], next_cursor: str | None) -> Response:
-    """A ``Page`` as JSON, encoded straight from the rows: long pages (10,000 rows) skip
-    building and re-validating a model per row (the route declares the model for OpenAPI;
-    the rows are built from typed columns)."""
-    body = orjson.dumps({"items": items, "next_cursor": next_cursor})
-    return Response(body, media_type="application/json")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated
 
 import asyncpg
+import msgspec
 from fastapi import APIRouter, Depends, Path, Query, Response
 
 from pairstream.instruments import parse_instrument, split_instrument
@@ -13,9 +14,9 @@ from pairstream.messages import timeframe_ms
 
 from ..deps import Conn, ReadKey, State, rate_limited
 from ..errors import ApiError, problems
-from ..models import BarPublic, InstrumentPublic, Page, TickPublic
+from ..models import BarPublic, BarRow, BarRows, InstrumentPublic, Page, TickPublic
 from ..openapi import links
-from ..query import Cursor, TimeWindow, invalid, page_response, to_ms
+from ..query import Cursor, TimeWindow, invalid, to_ms
 from ..snapshots import latest_bar
 from . import PREFIX
 
@@ -117,7 +118,7 @@ async def bars(
     )
     rows = await conn.fetch(
         f"""
-        SELECT (extract(epoch FROM b.start) * 1000)::bigint AS start, {", ".join(_BAR)}
+        SELECT {_BAR_COLUMNS}
         FROM ({source}) b
         WHERE ($4::timestamptz IS NULL OR b.start >= $4)
           AND ($5::timestamptz IS NULL OR b.start < $5)
@@ -128,9 +129,10 @@ async def bars(
         symbol, market, tf, window.start_at, window.end_at, window.after_at, final,
         window.limit + 1,
     )  # fmt: skip
-    items = [{"instrument": name, "tf": tf, **r} for r in rows[: window.limit]]
+    items = [BarRow(name, tf, *r) for r in rows[: window.limit]]
     more = len(rows) > window.limit
-    return page_response(items, Cursor(items[-1]["start"]).encode() if more else None)
+    page = BarRows(items, Cursor(items[-1].start).encode() if more else None)
+    return Response(_ENCODER.encode(page), media_type="application/json")
 
 
 @router.get("/bars/{instrument}/latest", summary="The newest bar of an instrument")
@@ -145,12 +147,12 @@ async def latest_bar_of(
     return bar
 
 
-_BAR = ("open", "high", "low", "close", "volume", "quote_volume", "trades", "vwap",
-        "buy_volume", "revision", "final")  # fmt: skip
-
-
-def _bar(r: asyncpg.Record) -> dict[str, Any]:
-    return {k: r[k] for k in _BAR}
+# the columns of BarRow after (instrument, tf), in its order
+_BAR_COLUMNS = ", ".join(
+    "(extract(epoch FROM b.start) * 1000)::bigint AS start" if name == "start" else name
+    for name in BarRow.__struct_fields__[2:]
+)
+_ENCODER = msgspec.json.Encoder()
 
 
 @router.get(
