@@ -4,6 +4,7 @@ process: every figure and target (small sizes, untimed)."""
 from __future__ import annotations
 
 from pathlib import Path
+from statistics import median
 
 import orjson
 
@@ -30,8 +31,14 @@ async def test_bench_api_reports_http_range_and_websocket_figures(
         assert run.delivered + run.lost == run.rate_per_pair_per_s * 2 * 2 * 5  # 2 s, 2 pairs
         assert 0 < run.p50_ms <= run.p99_ms <= run.max_ms
     assert result.fanout.lost == 0  # clients that keep up lose nothing
+    assert result.with_stuck_client.stuck_dropped > 0  # it was stuck while measured
+    assert result.fanout.stuck_dropped == 0
     assert len(result.stuck_delays_ms) == 3
-    assert result.stuck_delay_ms == sorted(result.stuck_delays_ms)[1]
+    for run in (result.fanout, result.with_stuck_client, *result.steps):
+        assert len(run.tick_p99s_ms) == 2 * run.rate_per_pair_per_s  # one per tick of 2 s
+        assert max(run.tick_p99s_ms) <= run.max_ms
+    first = median(result.with_stuck_client.tick_p99s_ms) - median(result.fanout.tick_p99s_ms)
+    assert result.stuck_delays_ms[0] == round(first, 1)
     assert result.fanout.messages_out_per_s == 10
     figures = orjson.loads(result.as_json())
     assert set(figures["targets"]) == set(result.targets)
