@@ -251,6 +251,10 @@ def _http_address(service: Service, env: dict[str, str]) -> tuple[str, int]:
     return local, port
 
 
+def _base_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 async def _announce(service: Service, host: str, port: int, patience_s: float = 60.0) -> None:
     """Print ``service``'s URLs once its liveness path answers 200 (and say so, once, when
     it has not after ``patience_s``; the supervisor keeps restarting it meanwhile)."""
@@ -259,7 +263,7 @@ async def _announce(service: Service, host: str, port: int, patience_s: float = 
 
     assert service.http is not None
     http = service.http
-    base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    base = _base_url(host, port)
 
     async def status() -> int:
         reader, writer = await asyncio.open_connection(host, port)
@@ -285,7 +289,7 @@ async def _announce(service: Service, host: str, port: int, patience_s: float = 
             )  # fmt: skip
         await asyncio.sleep(0.2)
     console().print(
-        f"{service.name}: {base}{http.home} (health: {base}{http.health})",
+        f"{http.label or service.name}: {base}{http.home} (health: {base}{http.health})",
         highlight=False, soft_wrap=True,
     )  # fmt: skip
 
@@ -347,6 +351,11 @@ def up(
     env = dict(os.environ)
     env.update({r.env_var: r.url for r in reports if r.url})
     env.update(chosen)
+    for s, *_ in listening.values():
+        assert s.http is not None
+        for var, peer in s.http.peers.items():
+            if peer in listening and var not in os.environ:
+                env[var] = _base_url(*listening[peer][1:])
     if source is not None:
         env["INGEST_SOURCE"] = source
     kafka = next((r for r in reports if r.env_var == "KAFKA_BOOTSTRAP"), None)

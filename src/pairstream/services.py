@@ -17,8 +17,8 @@ service's dependencies.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -46,6 +46,11 @@ class Http:
     home: str = "/"
     #: The health URL printed (with the state of the service's dependencies).
     health: str = "/health/live"
+    #: The name its URL is printed under (default: the service's name).
+    label: str | None = None
+    #: Other services' base URLs it is given under ``pairstream up``: environment variable
+    #: → service name (``{"UI_API_URL": "api"}``), unless the environment sets it already.
+    peers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,6 +68,7 @@ def test_up_runs_every_service_offline_raises_a_default_alert_and_stops_cleanly_
     env["ANALYTICS_METRICS_PORT"] = str(free_port())
     env["ALERTS_METRICS_PORT"] = str(free_port())
     env["API_PORT"] = "0"  # `up` picks a free one and prints it
+    env["UI_PORT"] = "0"  # and gives the dashboard the API's address
     proc = subprocess.Popen(
         [sys.executable, "-m", "pairstream", "up"],
         env=env,
@@ -78,9 +79,9 @@ def test_up_runs_every_service_offline_raises_a_default_alert_and_stops_cleanly_
     try:
         assert proc.stdout is not None
         seen: list[str] = []
-        exports = api = None
+        exports = api = dashboard = None
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # up to the API's URLs, printed once it answers
+        while time.monotonic() < deadline:  # up to the API's and the dashboard's URLs
             line = proc.stdout.readline()
             if not line:
                 break
@@ -90,7 +91,10 @@ def test_up_runs_every_service_offline_raises_a_default_alert_and_stops_cleanly_
             api = api or re.fullmatch(
                 r"api: (http://127\.0\.0\.1:(\d+))/docs \(health: \1/health/ready\)\n", line
             )
-            if api:
+            dashboard = dashboard or re.fullmatch(
+                r"dashboard: (http://127\.0\.0\.1:\d+)/ \(health: \1/health/live\)\n", line
+            )
+            if api and dashboard:
                 break
         assert exports is not None, "".join(seen)
         ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", exports)]
@@ -99,7 +103,7 @@ def test_up_runs_every_service_offline_raises_a_default_alert_and_stops_cleanly_
         versions = [m.version for m in load_migrations()]
         assert f"schema public (plain): applied {versions}" in "".join(seen)
         assert (
-            "services: ingest, resampler, analytics, alerts, api. "
+            "services: ingest, resampler, analytics, alerts, api, ui. "
             "Ctrl-C or SIGTERM stops everything.\n"
         ) in seen
         assert api is not None, "".join(seen)
@@ -109,6 +113,10 @@ def test_up_runs_every_service_offline_raises_a_default_alert_and_stops_cleanly_
         assert ready.status_code == 200, ready.text
         assert ready.json()["status"] == "ready", ready.text
         assert {c["status"] for c in ready.json()["checks"].values()} == {"ok"}
+        assert dashboard is not None, "".join(seen)
+        page = httpx.get(f"{dashboard[1]}/", timeout=5, trust_env=False)
+        assert page.status_code == 200
+        assert "<title>pairstream</title>" in page.text
         pairs = httpx.get(f"{base}/api/v1/pairs", timeout=5, trust_env=False)
         assert pairs.status_code == 200, pairs.text
         assert [p["pair"] for p in pairs.json()] == ["usdm:BTCUSDT-usdm:ETHUSDT"]

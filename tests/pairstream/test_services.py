@@ -68,7 +68,7 @@ def test_every_service_folder_is_registered_packaged_and_checked() -> None:
 def test_services_are_service_objects_in_start_order() -> None:
     found = services()
     assert all(isinstance(s, Service) for s in found)
-    assert [s.name for s in found] == ["ingest", "resampler", "analytics", "alerts", "api"]
+    assert [s.name for s in found] == ["ingest", "resampler", "analytics", "alerts", "api", "ui"]
     assert [s.order for s in found] == sorted(s.order for s in found)
 
 
@@ -76,7 +76,9 @@ def test_pairstream_up_runs_the_registered_services_in_order() -> None:
     assert [(s.name, list(s.argv)) for s in SERVICES] == [
         (s.name, service_command(*s.up)) for s in services() if s.up
     ]
-    assert [s.name for s in SERVICES] == ["ingest", "resampler", "analytics", "alerts", "api"]
+    assert [s.name for s in SERVICES] == [
+        "ingest", "resampler", "analytics", "alerts", "api", "ui"
+    ]  # fmt: skip
 
 
 def test_settings_groups_come_from_the_services() -> None:
@@ -86,7 +88,7 @@ def test_settings_groups_come_from_the_services() -> None:
     groups = all_settings_groups()
     assert groups[: len(SETTINGS_GROUPS)] == SETTINGS_GROUPS
     prefixes = [g.model_config.get("env_prefix") for g in groups[len(SETTINGS_GROUPS) :]]
-    assert prefixes == ["INGEST_", "RESAMPLER_", "ANALYTICS_", "ALERTS_", "API_"]
+    assert prefixes == ["INGEST_", "RESAMPLER_", "ANALYTICS_", "ALERTS_", "API_", "UI_"]
 
 
 def test_every_service_command_is_on_the_cli() -> None:

@@ -11,7 +11,7 @@ from pairstream.alerts.history import replay_rules
 from pairstream.alerts.rules import Rule
 from pairstream.db import connection
 
-from .conftest import PAIR, Stocked
+from ..conftest import PAIR, Stocked
 
 RULE = {
     "id": "z-out",

@@ -19,7 +19,7 @@ from pairstream.db import connection
 from pairstream.testing import unique
 from pairstream_api.routes import backtest as route
 
-from .conftest import PAIR, Stocked
+from ..conftest import PAIR, Stocked
 
 PROBLEM = "application/problem+json"
 URL = "/api/v1/backtest"

@@ -12,7 +12,7 @@ import pytest
 from pairstream.db import connection
 from pairstream_api.routes import export
 
-from .conftest import PAIR, Stocked
+from ..conftest import PAIR, Stocked
 
 
 async def _csv(client: Any, path: str, **params: Any) -> tuple[list[dict[str, str]], int, Any]:

@@ -21,7 +21,7 @@ from pairstream.testing import eventually, unique
 from pairstream_api.metrics import cache_hits
 from pairstream_api.wsclient import LiveClient
 
-from .conftest import PAIR, Stocked, serving
+from ..conftest import PAIR, Stocked, serving
 
 
 async def test_postgres_stopped_answers_503_within_a_second_then_recovers(

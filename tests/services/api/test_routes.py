@@ -10,7 +10,7 @@ import httpx
 
 from pairstream.db import connection
 
-from .conftest import PAIR, Stocked
+from ..conftest import PAIR, Stocked
 
 PROBLEM = "application/problem+json"
 

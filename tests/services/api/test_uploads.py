@@ -40,7 +40,7 @@ from pairstream_api.uploads import (
     parse_upload,
 )
 
-from .conftest import Stocked
+from ..conftest import Stocked
 
 KLINES = Path(__file__).parents[2] / "fixtures" / "binance" / "klines_1m"
 REFERENCE = Path(__file__).parents[2] / "fixtures" / "binance" / "usdm_BTCUSDT_20240718-19_1m.csv"

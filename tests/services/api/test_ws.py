@@ -18,7 +18,7 @@ from pairstream.testing import eventually
 from pairstream_api.metrics import cache_hits
 from pairstream_api.wsclient import LiveClient, StuckClient
 
-from .conftest import PAIR, Server, Stocked
+from ..conftest import PAIR, Server, Stocked
 
 BARS = "bars:usdm:BTCUSDT:1s"
 OLS = f"analytics:{PAIR}:1s:ols"

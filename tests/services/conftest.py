@@ -1,6 +1,6 @@
-"""The API over real HTTP: a uvicorn server in this process on a free socket, over a
-database stocked once per session with the recorded July BTC/ETH 1s bars and what the
-real analytics worker computed from them."""
+"""The API over real HTTP, for its tests and the dashboard's: a uvicorn server in this
+process on a free socket, over a database stocked once per session with the recorded
+July BTC/ETH 1s bars and what the real analytics worker computed from them."""
 
 from __future__ import annotations
 

@@ -1,0 +1,113 @@
+"""The dashboard app factory: the shell (navigation, API banner, theme, error toast), the
+pages, and ``/live`` (the relay to the API's WebSocket) on the same FastAPI server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dash
+from dash import Input, Output, State, dcc, html, set_props
+from fastapi import WebSocket
+
+from . import proxy
+from .client import ApiClient
+from .config import UiSettings
+from .context import SHOWN_ERRORS, Ui, problem_text
+from .pages import PAGES
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+def _shown(error: Exception) -> None:
+    """Any callback's exception, to the user (not only the log)."""
+    text = (
+        problem_text(error)
+        if isinstance(error, SHOWN_ERRORS)
+        else f"{type(error).__name__}: {error}"
+    )
+    set_props("error-toast", {"children": f"Something failed: {text}", "className": "toast shown"})
+
+
+def create_app(settings: UiSettings | None = None) -> dash.Dash:
+    """The Dash app; ``app.server`` is the FastAPI app to serve."""
+    settings = settings or UiSettings()
+    ui = Ui(settings, ApiClient(settings))
+    app = dash.Dash(
+        __name__, backend="fastapi", use_pages=True, pages_folder="", assets_folder=str(ASSETS),
+        title="pairstream", update_title="", suppress_callback_exceptions=True,
+        on_error=_shown,
+    )  # fmt: skip
+    for page in PAGES:
+        page.register(app, ui)
+    app.layout = html.Div(id="shell", children=[
+        dcc.Store(id="theme", storage_type="local", data="dark"),
+        dcc.Store(id="api-state", data={"up": None, "epoch": 0}),
+        dcc.Interval(id="health-tick", interval=int(settings.health_interval_s * 1000)),
+        html.Header(className="topbar", children=[
+            html.Span("pairstream", className="brand"),
+            html.Nav([dcc.Link(p.title, href=p.path, className="nav-link", id=f"nav-{p.name}")
+                      for p in PAGES]),
+            html.Span("● connecting…", id="live-status", className="live-status live-connecting"),
+            html.Button("☀ light", id="theme-toggle", className="button small"),
+        ]),
+        html.Div(id="api-banner", className="banner hidden"),
+        html.Div(id="error-toast", className="toast", n_clicks=0),
+        html.Main(dash.page_container, className="page"),
+    ])  # fmt: skip
+    _shell_callbacks(app, ui)
+
+    @app.server.websocket("/live")
+    async def live(websocket: WebSocket) -> None:
+        await proxy.relay(websocket, settings)
+
+    @app.server.get("/health/live")
+    async def health() -> dict[str, str]:
+        return {"status": "live"}
+
+    return app
+
+
+def _shell_callbacks(app: dash.Dash, ui: Ui) -> None:
+    @app.callback(
+        Output("api-banner", "children"), Output("api-banner", "className"),
+        Output("api-state", "data"), Input("health-tick", "n_intervals"),
+        State("api-state", "data"),
+    )  # fmt: skip
+    async def banner(_: int | None, previous: dict[str, Any]) -> tuple[Any, str, dict[str, Any]]:
+        epoch = previous.get("epoch", 0)
+        try:
+            ready = await ui.api.get("/health/ready")
+        except SHOWN_ERRORS as error:
+            status = getattr(error, "status", None)
+            if status == 503:  # the API answers: it says what is unavailable
+                text = f"The API is unavailable: {error}"
+            else:
+                text = (f"The API at {ui.settings.api_url} does not answer — retrying every "
+                        f"{ui.settings.health_interval_s:g} s. The page stays usable.")  # fmt: skip
+            return text, "banner down", {"up": False, "epoch": epoch}
+        up = {"up": True, "epoch": epoch + (previous.get("up") is False)}
+        if ready["status"] == "degraded":
+            down = ", ".join(k for k, c in ready["checks"].items() if c["status"] != "ok")
+            return f"The API is degraded ({down} down): data may lag.", "banner degraded", up
+        return "", "banner hidden", up
+
+    app.clientside_callback(
+        """function(theme) {
+            document.documentElement.dataset.theme = theme || "dark";
+            return theme === "light" ? "☾ dark" : "☀ light";
+        }""",
+        Output("theme-toggle", "children"), Input("theme", "data"),
+    )  # fmt: skip
+    app.clientside_callback(
+        """function(n, theme) {
+            return n ? (theme === "light" ? "dark" : "light") : window.dash_clientside.no_update;
+        }""",
+        Output("theme", "data"), Input("theme-toggle", "n_clicks"), State("theme", "data"),
+        prevent_initial_call=True,
+    )  # fmt: skip
+    app.clientside_callback(
+        """function(n) { return n ? "toast" : window.dash_clientside.no_update; }""",
+        Output("error-toast", "className"), Input("error-toast", "n_clicks"),
+        prevent_initial_call=True,
+    )  # fmt: skip

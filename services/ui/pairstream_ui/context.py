@@ -1,0 +1,102 @@
+"""What every page's callbacks share: the settings, the API client, and helpers for the
+URL state and for errors shown to the user."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+
+from pairstream.messages import timeframe_ms
+
+from .client import ApiClient, ApiDownError, ApiError
+from .config import UiSettings
+
+#: What a page shows instead of a chart when the API fails; ``ApiError``'s detail is the
+#: API's own words.
+SHOWN_ERRORS = (ApiDownError, ApiError)
+
+
+@dataclass(frozen=True)
+class Ui:
+    settings: UiSettings
+    api: ApiClient
+
+    async def last_start(self, path: str, field: str, tf: str, **params: Any) -> int | None:
+        """The start of a window of ``points`` ending at the newest item of ``path``
+        (a ``…/latest`` route): ``None`` when there is none yet."""
+        try:
+            latest = await self.api.get(path, tf=tf, **params)
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
+        newest = _newest(latest, field)
+        if newest is None:
+            return None
+        return int(newest) - (self.settings.points - 1) * timeframe_ms(tf)
+
+    async def pages(self, path: str, **params: Any) -> list[dict[str, Any]]:
+        """Every item of a paginated route (``points`` at most)."""
+        items: list[dict[str, Any]] = []
+        cursor = None
+        while len(items) < self.settings.points:
+            page = await self.api.get(path, cursor=cursor, limit=self.settings.points, **params)
+            items += page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
+        return items[-self.settings.points :]
+
+
+def _newest(latest: Any, field: str) -> int | None:
+    if isinstance(latest, Mapping):
+        if field in latest and latest[field] is not None:
+            return int(latest[field])
+        values = [_newest(v, field) for v in latest.values() if isinstance(v, Mapping)]
+        found = [v for v in values if v is not None]
+        return max(found) if found else None
+    return None
+
+
+def live_chart(graph: Any, id: str, spec: Mapping[str, Any] | None, **props: Any) -> Any:
+    """``graph`` in a wrapper whose ``data-live`` spec ``assets/live.js`` follows (none:
+    not live)."""
+    from dash import html
+
+    wrapper = html.Div(graph, id=id, **props)
+    if spec is not None:
+        setattr(wrapper, "data-live", orjson.dumps(spec).decode())  # a wildcard prop
+    return wrapper
+
+
+def query(values: Mapping[str, Any]) -> str:
+    """The URL query of a page's controls (empty values left out)."""
+    return "?" + urlencode({k: v for k, v in values.items() if v not in (None, "", [])})
+
+
+def problem_text(error: Exception) -> str:
+    """How an API failure reads on a page."""
+    if isinstance(error, ApiError):
+        fields = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in error.errors)
+        return f"the API answered {error.status}: {error.detail}" + (
+            f" ({fields})" if fields else ""
+        )
+    return str(error)
+
+
+def _span(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} d"
+
+
+def span(seconds: float | None) -> str:
+    return "—" if seconds is None else _span(seconds)

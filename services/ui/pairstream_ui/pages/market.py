@@ -1,0 +1,115 @@
+"""Market: candlesticks, VWAP, volume and trades per bar of one instrument and timeframe,
+live; the last trade's age."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash
+from dash import Input, Output, State, dcc, html
+
+from pairstream.messages import timeframe_ms
+
+from .. import figures
+from ..context import SHOWN_ERRORS, Ui, live_chart, problem_text, query, span
+from . import Page
+
+
+def layout(ui: Ui, instrument: str = "", tf: str = "1s", live: str = "on", **_: Any) -> Any:
+    return html.Div([
+        html.H2("Market"),
+        html.Div(className="controls", children=[
+            html.Label(["instrument", dcc.Dropdown(id="market-instrument", value=instrument or None,
+                                                   clearable=False, className="dropdown")]),
+            html.Label(["timeframe", dcc.Dropdown(id="market-tf", value=tf, clearable=False,
+                                                  options=[tf], className="dropdown small")]),
+            dcc.Checklist(id="market-live", options=[{"label": " live", "value": "on"}],
+                          value=["on"] if live == "on" else [], className="check"),
+        ]),
+        html.Div(id="market-info", className="info"),
+        dcc.Loading(html.Div(id="market-chart", className="chart"), type="dot", delay_show=300),
+    ])  # fmt: skip
+
+
+def callbacks(app: dash.Dash, ui: Ui) -> None:
+    @app.callback(
+        Output("market-instrument", "options"), Output("market-instrument", "value"),
+        Input("api-state", "data"), State("market-instrument", "value"),
+    )  # fmt: skip
+    async def instruments(_: Any, chosen: str | None) -> tuple[list[str], str | None]:
+        try:
+            found = await ui.api.get("/api/v1/instruments")
+        except SHOWN_ERRORS:
+            return ([chosen] if chosen else []), chosen
+        names = [i["instrument"] for i in found]
+        return names, chosen if chosen in names or not names else names[0]
+
+    @app.callback(
+        Output("market-tf", "options"), Input("market-instrument", "value"),
+        State("market-tf", "value"),
+    )  # fmt: skip
+    async def timeframes(instrument: str | None, tf: str) -> list[str]:
+        if not instrument:
+            return [tf]
+        try:
+            found = await ui.api.get("/api/v1/instruments")
+        except SHOWN_ERRORS:
+            return [tf]
+        for i in found:
+            if i["instrument"] == instrument:
+                return sorted(set(i["timeframes"]) | {tf}, key=timeframe_ms)
+        return [tf]
+
+    @app.callback(
+        Output("market-chart", "children"), Output("market-info", "children"),
+        Output("market-query", "data"),
+        Input("market-instrument", "value"), Input("market-tf", "value"),
+        Input("market-live", "value"), Input("theme", "data"), Input("api-state", "data"),
+    )  # fmt: skip
+    async def chart(instrument: str | None, tf: str, live: list[str], theme: str,
+                    _: Any) -> tuple[Any, Any, str]:  # fmt: skip
+        on = "on" if live else "off"
+        q = query({"instrument": instrument, "tf": tf, "live": on})
+        if not instrument:
+            return (
+                _wrap(figures.empty("waiting for the first instrument…", theme, 560), None),
+                "",
+                q,
+            )
+        try:
+            start = await ui.last_start(f"/api/v1/bars/{instrument}/latest", "start", tf)
+            bars = (
+                []
+                if start is None
+                else await ui.pages(f"/api/v1/bars/{instrument}", tf=tf, start=start)
+            )
+            found = await ui.api.get("/api/v1/instruments")
+        except SHOWN_ERRORS as error:
+            return _wrap(figures.empty(problem_text(error), theme, 560), None), "", q
+        fig = figures.candles(bars, instrument, theme)
+        if not bars:
+            figures.waiting(fig, f"waiting for the first {tf} bars of {instrument}…")
+        spec = None if not live else {"max": ui.settings.points, "series": [
+            {"channel": f"bars:{instrument}:{tf}", "trace": 0, "x": "start", "ohlc": True},
+            {"channel": f"bars:{instrument}:{tf}", "trace": 1, "x": "start", "y": "vwap"},
+            {"channel": f"bars:{instrument}:{tf}", "trace": 2, "x": "start", "y": "volume"},
+            {"channel": f"bars:{instrument}:{tf}", "trace": 3, "x": "start", "y": "trades"},
+        ]}  # fmt: skip
+        about: dict[str, Any] = next((i for i in found if i["instrument"] == instrument), {})
+        info = [
+            html.Span(f"{len(bars):,} bars drawn"),
+            html.Span(
+                f"last trade {span(about.get('last_trade_age_s'))} ago"
+                if about.get("last_trade_age_s") is not None
+                else "no trades stored yet"
+            ),
+        ]
+        return _wrap(fig, spec), info, q
+
+
+def _wrap(fig: Any, spec: dict[str, Any] | None) -> Any:
+    graph = dcc.Graph(id="market-candles", figure=fig, config={"displaylogo": False})
+    return live_chart(graph, "market-live-chart", spec)
+
+
+PAGE = Page("market", "/", "Market", layout, callbacks)
