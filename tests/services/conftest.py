@@ -123,13 +123,14 @@ async def serving(
     db: DatabaseSettings, kafka: KafkaSettings, topics: TopicSettings,
     analytics: AnalyticsSettings, redis: RedisSettings, **settings: Any,
 ) -> AsyncIterator[Server]:  # fmt: skip
-    """The API on a socket of its own (port chosen by the kernel), until the block ends."""
+    """The API on a socket of its own (``port`` 0: chosen by the kernel), until the block
+    ends."""
     values = {"port": 0, **settings}
     app = create_app(ApiSettings(**values), db=db, kafka=kafka, topics=topics, redis=redis,
                      analytics_settings=analytics)  # fmt: skip
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", values["port"]))  # 0: the kernel's choice
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import dash
 from dash import Input, Output, State, dcc, html, set_props
@@ -34,7 +35,7 @@ def create_app(settings: UiSettings | None = None) -> dash.Dash:
     settings = settings or UiSettings()
     ui = Ui(settings, ApiClient(settings))
     app = dash.Dash(
-        __name__, backend="fastapi", use_pages=True, pages_folder="", assets_folder=str(ASSETS),
+        __name__, backend="fastapi", assets_folder=str(ASSETS),
         title="pairstream", update_title="", suppress_callback_exceptions=True,
         on_error=_shown,
     )  # fmt: skip
@@ -42,7 +43,8 @@ def create_app(settings: UiSettings | None = None) -> dash.Dash:
         page.register(app, ui)
     app.layout = html.Div(id="shell", children=[
         dcc.Store(id="theme", storage_type="local", data="dark"),
-        dcc.Store(id="api-state", data={"up": None, "epoch": 0}),
+        dcc.Store(id="api-state", data={"up": None}),
+        dcc.Store(id="api-epoch", data=0),  # +1 when the API is back: pages redraw
         dcc.Interval(id="health-tick", interval=int(settings.health_interval_s * 1000)),
         html.Header(className="topbar", children=[
             html.Span("pairstream", className="brand"),
@@ -53,9 +55,13 @@ def create_app(settings: UiSettings | None = None) -> dash.Dash:
         ]),
         html.Div(id="api-banner", className="banner hidden"),
         html.Div(id="error-toast", className="toast", n_clicks=0),
-        html.Main(dash.page_container, className="page"),
+        dcc.Location(id="url"),
+        html.Main(id="page", className="page"),
     ])  # fmt: skip
     _shell_callbacks(app, ui)
+    # what Dash does before its first request (it finds the assets): done now, or a first
+    # request that is not the index's gets an index without live.js
+    app._setup_server()
 
     @app.server.websocket("/live")
     async def live(websocket: WebSocket) -> None:
@@ -69,28 +75,45 @@ def create_app(settings: UiSettings | None = None) -> dash.Dash:
 
 
 def _shell_callbacks(app: dash.Dash, ui: Ui) -> None:
+    by_path = {p.path: p for p in PAGES}
+
+    @app.callback(Output("page", "children"), Input("url", "pathname"), State("url", "search"))
+    def route(path: str | None, search: str | None) -> Any:
+        """The page of a path, its controls from the URL query (a link reopens the view)."""
+        page = by_path.get(path or "/")
+        if page is None:
+            return html.Div([html.H2("Not found"), html.P(f"No page at {path}."),
+                             dcc.Link("Market →", href="/")])  # fmt: skip
+        query = {k: v[-1] for k, v in parse_qs((search or "").lstrip("?")).items()}
+        return page.layout_for(ui, query)
+
     @app.callback(
         Output("api-banner", "children"), Output("api-banner", "className"),
-        Output("api-state", "data"), Input("health-tick", "n_intervals"),
-        State("api-state", "data"),
+        Output("api-state", "data"), Output("api-epoch", "data"),
+        Input("health-tick", "n_intervals"), State("api-state", "data"),
+        State("api-epoch", "data"),
     )  # fmt: skip
-    async def banner(_: int | None, previous: dict[str, Any]) -> tuple[Any, str, dict[str, Any]]:
-        epoch = previous.get("epoch", 0)
+    async def banner(_: int | None, previous: dict[str, Any], epoch: int) -> tuple[Any, ...]:
+        """The API's state, every ``UI_HEALTH_INTERVAL_S``; ``api-epoch`` moves (and the
+        pages redraw) only when it is back after being down."""
+        was = previous.get("up")
         try:
             ready = await ui.api.get("/health/ready")
         except SHOWN_ERRORS as error:
-            status = getattr(error, "status", None)
-            if status == 503:  # the API answers: it says what is unavailable
-                text = f"The API is unavailable: {error}"
+            if getattr(error, "status", None) == 503:  # it answers: it says what is missing
+                text = f"The API is unavailable: {problem_text(error)}"
             else:
                 text = (f"The API at {ui.settings.api_url} does not answer — retrying every "
                         f"{ui.settings.health_interval_s:g} s. The page stays usable.")  # fmt: skip
-            return text, "banner down", {"up": False, "epoch": epoch}
-        up = {"up": True, "epoch": epoch + (previous.get("up") is False)}
+            state = dash.no_update if was is False else {"up": False}
+            return text, "banner down", state, dash.no_update
+        state = dash.no_update if was is True else {"up": True}
+        recovered = epoch + 1 if was is False else dash.no_update
         if ready["status"] == "degraded":
             down = ", ".join(k for k, c in ready["checks"].items() if c["status"] != "ok")
-            return f"The API is degraded ({down} down): data may lag.", "banner degraded", up
-        return "", "banner hidden", up
+            text = f"The API is degraded ({down} down): data may lag."
+            return text, "banner degraded", state, recovered
+        return "", "banner hidden", state, recovered
 
     app.clientside_callback(
         """function(theme) {

@@ -25,15 +25,18 @@ class Ui:
     settings: UiSettings
     api: ApiClient
 
-    async def last_start(self, path: str, field: str, tf: str, **params: Any) -> int | None:
-        """The start of a window of ``points`` ending at the newest item of ``path``
-        (a ``…/latest`` route): ``None`` when there is none yet."""
+    async def latest(self, path: str, tf: str) -> Any:
+        """A ``…/latest`` route's answer, ``None`` when there is nothing yet (404)."""
         try:
-            latest = await self.api.get(path, tf=tf, **params)
+            return await self.api.get(path, tf=tf)
         except ApiError as error:
             if error.status == 404:
                 return None
             raise
+
+    def window_start(self, latest: Any, field: str, tf: str) -> int | None:
+        """The start of a window of ``points`` ending at the newest ``field`` of a
+        ``…/latest`` answer: ``None`` when there is none yet."""
         newest = _newest(latest, field)
         if newest is None:
             return None

@@ -24,7 +24,7 @@
     ws: null, open: false, backoff: 500, channels: new Map(), wanted: new Set(),
     dirty: false, status: "connecting",
     stats: { messages: 0, bytes: 0, frames: 0, drawn: 0, fromKafka: [], fromArrival: [],
-             gaps: 0, resyncs: 0, connects: 0 },
+             gaps: 0, resyncs: 0, connects: 0, drawMs: [] },
   };
   window.pairstreamLive = state;
 
@@ -160,6 +160,7 @@
     requestAnimationFrame(draw);
     if (!state.dirty || !window.Plotly) return;
     state.dirty = false;
+    const began = performance.now();
     const fed = new Set();
     specs().forEach(function (s) {
       const gd = s.gd, max = s.spec.max || 600;
@@ -207,6 +208,7 @@
         window.Plotly.redraw(gd);
       }
     });
+    state.stats.drawMs.push(performance.now() - began);
     if (fed.size) {
       requestAnimationFrame(function () {  // the frame with the points is painted
         const drawn = performance.timeOrigin + performance.now();

@@ -1,5 +1,5 @@
-"""The dashboard's pages: each module has a :class:`Page` (``PAGE``) whose ``register``
-adds its layout (a function of the URL query: the state lives in the URL) and callbacks."""
+"""The dashboard's pages: each module has a :class:`Page` (``PAGE``): its path, its
+layout (a function of the URL query: the state lives in the URL) and its callbacks."""
 
 from __future__ import annotations
 
@@ -26,16 +26,22 @@ class Page:
         """The id of the page's store of its URL query (its callbacks write it)."""
         return f"{self.name}-query"
 
+    @property
+    def loaded(self) -> str:
+        """The id of a store set as the page is shown: an input that fires on it."""
+        return f"{self.name}-loaded"
+
+    def layout_for(self, ui: Ui, query: dict[str, str]) -> Any:
+        """The page for a URL query, with its stores."""
+        from dash import dcc, html
+
+        stores = [dcc.Store(id=self.query), dcc.Store(id=f"{self.query}-written"),
+                  dcc.Store(id=self.loaded, data=True)]  # fmt: skip
+        return html.Div([*stores, self.layout(ui, **query)])
+
     def register(self, app: dash.Dash, ui: Ui) -> None:
-        import dash
-        from dash import Input, Output, dcc, html
+        from dash import Input, Output
 
-        def layout(**q: Any) -> Any:
-            return html.Div([dcc.Store(id=self.query), dcc.Store(id=f"{self.query}-written"),
-                             self.layout(ui, **q)])  # fmt: skip
-
-        dash.register_page(self.name, path=self.path, title=f"pairstream · {self.title}",
-                           name=self.title, layout=layout)  # fmt: skip
         # the controls' state in the URL, without a reload; every output of a page's
         # callbacks is on the page (the renderer refuses a callback whose output is shown
         # while one of its inputs is on another page)

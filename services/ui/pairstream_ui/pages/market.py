@@ -3,6 +3,7 @@ live; the last trade's age."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import dash
@@ -20,6 +21,7 @@ def layout(ui: Ui, instrument: str = "", tf: str = "1s", live: str = "on", **_: 
         html.H2("Market"),
         html.Div(className="controls", children=[
             html.Label(["instrument", dcc.Dropdown(id="market-instrument", value=instrument or None,
+                                                   options=[instrument] if instrument else [],
                                                    clearable=False, className="dropdown")]),
             html.Label(["timeframe", dcc.Dropdown(id="market-tf", value=tf, clearable=False,
                                                   options=[tf], className="dropdown small")]),
@@ -34,15 +36,17 @@ def layout(ui: Ui, instrument: str = "", tf: str = "1s", live: str = "on", **_: 
 def callbacks(app: dash.Dash, ui: Ui) -> None:
     @app.callback(
         Output("market-instrument", "options"), Output("market-instrument", "value"),
-        Input("api-state", "data"), State("market-instrument", "value"),
+        Input("market-loaded", "data"), Input("api-epoch", "data"),
+        State("market-instrument", "value"),
     )  # fmt: skip
-    async def instruments(_: Any, chosen: str | None) -> tuple[list[str], str | None]:
+    async def instruments(_: Any, __: Any, chosen: str | None) -> tuple[Any, ...]:
         try:
             found = await ui.api.get("/api/v1/instruments")
         except SHOWN_ERRORS:
             return ([chosen] if chosen else []), chosen
         names = [i["instrument"] for i in found]
-        return names, chosen if chosen in names or not names else names[0]
+        # the value only when it must change: a new value re-runs the chart
+        return names, dash.no_update if chosen in names or not names else names[0]
 
     @app.callback(
         Output("market-tf", "options"), Input("market-instrument", "value"),
@@ -64,7 +68,7 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
         Output("market-chart", "children"), Output("market-info", "children"),
         Output("market-query", "data"),
         Input("market-instrument", "value"), Input("market-tf", "value"),
-        Input("market-live", "value"), Input("theme", "data"), Input("api-state", "data"),
+        Input("market-live", "value"), Input("theme", "data"), Input("api-epoch", "data"),
     )  # fmt: skip
     async def chart(instrument: str | None, tf: str, live: list[str], theme: str,
                     _: Any) -> tuple[Any, Any, str]:  # fmt: skip
@@ -77,13 +81,14 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
                 q,
             )
         try:
-            start = await ui.last_start(f"/api/v1/bars/{instrument}/latest", "start", tf)
-            bars = (
-                []
-                if start is None
-                else await ui.pages(f"/api/v1/bars/{instrument}", tf=tf, start=start)
+            latest, found = await asyncio.gather(
+                ui.latest(f"/api/v1/bars/{instrument}/latest", tf),
+                ui.api.get("/api/v1/instruments"),
             )
-            found = await ui.api.get("/api/v1/instruments")
+            start = ui.window_start(latest, "start", tf)
+            bars = []
+            if start is not None:
+                bars = await ui.pages(f"/api/v1/bars/{instrument}", tf=tf, start=start)
         except SHOWN_ERRORS as error:
             return _wrap(figures.empty(problem_text(error), theme, 560), None), "", q
         fig = figures.candles(bars, instrument, theme)

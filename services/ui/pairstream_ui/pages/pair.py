@@ -25,6 +25,7 @@ def layout(ui: Ui, pair: str = "", tf: str = "1s", method: str = "ols", k: str =
         html.H2("Pair"),
         html.Div(className="controls", children=[
             html.Label(["pair", dcc.Dropdown(id="pair-pair", value=pair or None, clearable=False,
+                                             options=[pair] if pair else [],
                                              className="dropdown wide")]),
             html.Label(["timeframe", dcc.Dropdown(id="pair-tf", value=tf, options=[tf],
                                                   clearable=False, className="dropdown small")]),
@@ -58,9 +59,10 @@ def _float(text: str, default: float | None) -> float | None:
 def callbacks(app: dash.Dash, ui: Ui) -> None:
     @app.callback(
         Output("pair-pair", "options"), Output("pair-pair", "value"), Output("pair-tf", "options"),
-        Input("api-state", "data"), State("pair-pair", "value"), State("pair-tf", "value"),
+        Input("pair-loaded", "data"), Input("api-epoch", "data"), State("pair-pair", "value"),
+        State("pair-tf", "value"),
     )  # fmt: skip
-    async def pairs(_: Any, chosen: str | None, tf: str) -> tuple[list[Any], str | None, list[str]]:
+    async def pairs(_: Any, __: Any, chosen: str | None, tf: str) -> tuple[Any, ...]:
         try:
             configured = await ui.api.get("/api/v1/pairs")
         except SHOWN_ERRORS:
@@ -70,7 +72,8 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
         options = [{"label": f"{n}  ·  #{ranked[n]} by EG p" if n in ranked else n, "value": n}
                    for n in sorted(names, key=lambda n: (ranked.get(n, 10**6), n))]  # fmt: skip
         tfs = sorted({t for p in configured for t in p["timeframes"]} | {tf}, key=timeframe_ms)
-        value = chosen if chosen in names or not names else options[0]["value"]
+        # the value only when it must change: a new value re-runs the charts
+        value = dash.no_update if chosen in names or not names else options[0]["value"]
         return options, value, tfs
 
     @app.callback(
@@ -78,7 +81,7 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
         Output("pair-query", "data"),
         Input("pair-pair", "value"), Input("pair-tf", "value"), Input("pair-method", "value"),
         Input("pair-k", "value"), Input("pair-entry", "value"), Input("pair-exit", "value"),
-        Input("pair-live", "value"), Input("theme", "data"), Input("api-state", "data"),
+        Input("pair-live", "value"), Input("theme", "data"), Input("api-epoch", "data"),
     )  # fmt: skip
     async def charts(pair: str | None, tf: str, method: str, k: float | None,
                      entry: float | None, exit_z: float | None, live: list[str], theme: str,
@@ -90,24 +93,22 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
             return figures_div({"zscore": figures.empty("waiting for the first pair…", theme)},
                                {}), "", q  # fmt: skip
         try:
-            config = next((p for p in await ui.api.get("/api/v1/pairs") if p["pair"] == pair), None)
+            configured, latest = await asyncio.gather(
+                ui.api.get("/api/v1/pairs"), ui.latest(f"/api/v1/analytics/{pair}/latest", tf)
+            )
+            config = next((p for p in configured if p["pair"] == pair), None)
             if config is None:
                 raise LookupError(f"{pair} is not a configured pair")
             entry = config["entry_z"] if entry is None else entry
             exit_z = config["exit_z"] if exit_z is None else exit_z
-            start = await ui.last_start(f"/api/v1/analytics/{pair}/latest", "ts", tf)
+            start = ui.window_start(latest, "ts", tf)
             methods = [m for m in METHODS if m in config["methods"]]
-            points = dict(
-                zip(
-                    methods,
-                    await asyncio.gather(*(_points(ui, pair, tf, m, start) for m in methods)),
-                    strict=True,
-                )
+            fetched = await asyncio.gather(
+                *(_points(ui, pair, tf, m, start) for m in methods),
+                *(_bars(ui, leg, tf, start) for leg in (config["y"], config["x"])),
             )
-            legs = await asyncio.gather(
-                *(_bars(ui, leg, tf, start) for leg in (config["y"], config["x"]))
-            )
-            latest = await ui.api.get(f"/api/v1/analytics/{pair}/latest", tf=tf)
+            points = dict(zip(methods, fetched[: len(methods)], strict=True))
+            legs = fetched[len(methods) :]
         except (*SHOWN_ERRORS, LookupError) as error:
             text = problem_text(error) if isinstance(error, SHOWN_ERRORS) else str(error)
             return figures_div({"zscore": figures.empty(text, theme)}, {}), "", q
@@ -140,7 +141,7 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
                      "when": {"signal": s}} for i, s in enumerate(figures.SIGNALS)],
                 "correlation": [{"channel": a, "trace": 0, "x": "ts", "y": "correlation"}],
             }  # fmt: skip
-        return figures_div(figs, specs, ui.settings.points), stats_card(latest, method), q
+        return figures_div(figs, specs, ui.settings.points), stats_card(latest or {}, method), q
 
 
 async def _ranked(ui: Ui, tf: str) -> dict[str, int]:

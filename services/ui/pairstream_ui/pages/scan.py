@@ -34,7 +34,7 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
     @app.callback(
         Output("scan-heatmap", "figure"), Output("scan-candidates", "children"),
         Output("scan-info", "children"), Output("scan-query", "data"),
-        Input("scan-tf", "value"), Input("theme", "data"), Input("api-state", "data"),
+        Input("scan-tf", "value"), Input("theme", "data"), Input("api-epoch", "data"),
     )  # fmt: skip
     async def scan(tf: str, theme: str, _: Any) -> tuple[Any, Any, Any, str]:
         q = query({"tf": tf})

@@ -24,7 +24,7 @@ def layout(ui: Ui, **_: Any) -> Any:
 def callbacks(app: dash.Dash, ui: Ui) -> None:
     @app.callback(
         Output("system-checks", "children"), Output("system-instruments", "children"),
-        Input("health-tick", "n_intervals"), Input("api-state", "data"),
+        Input("health-tick", "n_intervals"), Input("api-epoch", "data"),
     )  # fmt: skip
     async def system(_: Any, __: Any) -> tuple[Any, Any]:
         head = [html.Tr([html.Th(h) for h in ("component", "status", "latency", "detail")])]

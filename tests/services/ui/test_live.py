@@ -1,0 +1,125 @@
+"""Live points in the browser: messages on the API's topics, through the API's WebSocket
+and the dashboard's relay, appended to the Pair page's charts — weighed, and timed (the
+times are printed, not asserted: they depend on the machine)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from pairstream.infra import Endpoints
+from pairstream.kafka import MessageProducer
+from pairstream.messages import Bar, SpreadUpdate, StatsUpdate, ZScoreUpdate
+from pairstream.status import percentile
+
+from ..conftest import PAIR, Stocked
+from .test_pages import drawn, points
+
+TICKS = 20
+CHARTS = ("zscore", "legs", "spread", "hedge", "correlation")
+SPACING_S = 0.5  # twice the 1s bars' cadence
+
+
+@pytest.fixture
+async def clean_cache(stocked: Stocked, endpoints: Endpoints) -> AsyncIterator[None]:
+    """The live points go to the stocked schema's hot cache: emptied after, so the other
+    tests' ``…/latest`` is PostgreSQL's again."""
+    yield
+    client = aioredis.from_url(endpoints.redis_url)
+    try:
+        keys = [k async for k in client.scan_iter(f"pairstream:{stocked.db.schema_name}:*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+def tick(stocked: Stocked, ts: int, i: int) -> list[tuple[str, Any]]:
+    """One new 1s point of every chart of the Pair page (OLS): both legs' bars, the
+    spread, the z-score and the stats."""
+    topics, out = stocked.topics, []
+    last = {b.symbol: b for b in stocked.bars[-2:]}
+    for symbol, bar in last.items():
+        c = bar.close * (1 + 1e-4 * math.sin(i))
+        out.append((topics.bars("1s"), Bar(
+            market="usdm", symbol=symbol, tf="1s", start=ts, open=c, high=c, low=c, close=c,
+            volume=1.0, quote_volume=c, trades=1, vwap=c, buy_volume=0.5,
+            first_trade_id=10**9 + i, last_trade_id=10**9 + i, final=True, ts_event=ts + 999,
+            ts_init=ts + 1000,
+        )))  # fmt: skip
+    z = 2.5 * math.sin(i / 3)
+    common = {"pair": PAIR, "tf": "1s", "ts": ts, "ts_event": ts + 999, "ts_init": ts + 1000}
+    out.append((topics.spread, SpreadUpdate(method="ols", hedge_ratio=13.0 + i / 100,
+                                            intercept=1.0, spread=z, **common)))  # fmt: skip
+    out.append((topics.zscore, ZScoreUpdate(method="ols", window=20, spread=z, mean=0.0,
+                                            std=1.0, zscore=z, **common)))  # fmt: skip
+    out.append((topics.stats, StatsUpdate(method="ols", correlation=0.5, adf_stat=-3.0,
+                                          adf_pvalue=0.01, half_life=8.0, **common)))  # fmt: skip
+    return out
+
+
+async def test_live_points_reach_every_pair_chart_in_order_within_the_targets(
+    ui: tuple[Any, str], new_page: Any, stocked: Stocked, artifacts: Path, clean_cache: None,
+) -> None:  # fmt: skip
+    _, url = ui
+    async with new_page(url) as p:
+        await p.open("/?instrument=usdm:BTCUSDT&tf=1s")
+        await drawn(p.page, "#market-candles")
+        first_candle_ms = await p.page.evaluate("performance.now()")
+        await p.open(f"/pair?pair={PAIR}&tf=1s&method=ols")
+        await drawn(p.page, "#pair-zscore")
+        first_z_ms = await p.page.evaluate("performance.now()")
+        before = {c: await drawn(p.page, f"#pair-{c}") for c in CHARTS}
+        await p.page.wait_for_function("window.pairstreamLive?.status === 'live'", polling=50)
+        await p.page.wait_for_function(  # the page's channels subscribed, snapshots in
+            "window.pairstreamLive.wanted.size === 4 && [...window.pairstreamLive.wanted]"
+            ".every(n => (window.pairstreamLive.channels.get(n) || {seq: null}).seq !== null)",
+            polling=50,
+        )
+        start_stats = await p.page.evaluate("JSON.stringify(window.pairstreamLive.stats)")
+        base = max(b.start for b in stocked.bars)
+        sent = []
+        async with MessageProducer(stocked.kafka) as producer:
+            for i in range(TICKS):
+                ts = base + (i + 1) * 1000
+                for topic, message in tick(stocked, ts, i):
+                    await producer.send(topic, message)
+                await producer.flush()
+                sent.append(2.5 * math.sin(i / 3))
+                await asyncio.sleep(SPACING_S)
+        await p.page.wait_for_function(
+            "(n) => document.querySelector('#pair-zscore .js-plotly-plot').data[0].x.length "
+            ">= n", arg=before["zscore"] + TICKS, polling=50, timeout=20_000)  # fmt: skip
+        await p.shot(artifacts, "pair-live")
+        zs = await p.page.evaluate(
+            f"document.querySelector('#pair-zscore .js-plotly-plot').data[0].y.slice(-{TICKS})"
+        )
+        assert zs == pytest.approx(sent)  # every point, in order, once
+        for chart in CHARTS:
+            assert await points(p.page, f"#pair-{chart}") == before[chart] + TICKS, chart
+        stats = await p.page.evaluate("window.pairstreamLive.stats")
+        assert stats["gaps"] == 0
+        assert p.errors == []
+    start = orjson.loads(start_stats)
+    from_kafka = sorted(stats["fromKafka"][len(start["fromKafka"]) :])
+    from_ws = sorted(stats["fromArrival"][len(start["fromArrival"]) :])
+    draws = sorted(stats["drawMs"][len(start["drawMs"]) :])
+    per_tick = (stats["bytes"] - start["bytes"]) / TICKS
+    print(
+        f"first candle {first_candle_ms:.0f} ms (cold browser), first z-score "
+        f"{first_z_ms:.0f} ms after navigation; WebSocket message → drawn p50 "
+        f"{percentile(from_ws, 0.5):.0f} ms, p95 {percentile(from_ws, 0.95):.0f} ms; Kafka "
+        f"record → drawn p50 {percentile(from_kafka, 0.5):.0f} ms, p95 "
+        f"{percentile(from_kafka, 0.95):.0f} ms over {len(from_ws)} points; a frame's drawing "
+        f"p50 {percentile(draws, 0.5):.0f} ms; {per_tick:.0f} bytes per tick (one point on "
+        "each chart)"
+    )
+    assert len(from_ws) >= 5 * TICKS  # every point was timed
+    assert per_tick <= 5000  # the weight of an update; its times are figures, not a test
