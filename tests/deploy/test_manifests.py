@@ -507,7 +507,10 @@ def test_compose_shared_env_lacking_connection_settings_fails() -> None:
     assert shared["REDIS_URL"] == "redis://redis:6379/0"
 
 
-@pytest.mark.parametrize("name", sorted(n for n, s in SERVICES.items() if is_pairstream_service(s)))
+@pytest.mark.parametrize(
+    "name",
+    sorted(n for n, s in SERVICES.items() if is_pairstream_service(s) and n != "ui"),
+)  # the dashboard reads only the API: its settings are checked with the deployments
 def test_compose_pairstream_service_without_connection_settings_fails(name: str) -> None:
     env = environment(SERVICES[name])
     assert [setting for setting in CONNECTION_SETTINGS if not env.get(setting)] == []
@@ -553,9 +556,20 @@ def test_every_service_pairstream_up_runs_is_deployed_by_compose_and_k8s() -> No
         assert is_pairstream_image(container["image"]), name
         assert container["args"] == args, name
         sources = {
-            ref["name"] for env in container["envFrom"] for ref in env.values() if "name" in ref
+            ref["name"]
+            for env in container.get("envFrom", [])
+            for ref in env.values()
+            if "name" in ref
         }
-        assert {"pairstream-config", "pairstream-db"} <= sources, name
+        if name == "ui":  # it reads the API only: no database, Redis or Kafka address
+            assert not sources, name
+            assert not set(environment(SERVICES[name])) & {
+                "DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP"
+            }  # fmt: skip
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            assert env["UI_API_URL"] == str(environment(SERVICES[name])["UI_API_URL"])
+        else:
+            assert {"pairstream-config", "pairstream-db"} <= sources, name
 
 
 def test_api_listens_on_8000_with_liveness_and_readiness_in_compose_and_k8s() -> None:
