@@ -128,9 +128,17 @@ async def serving(
     values = {"port": 0, **settings}
     app = create_app(ApiSettings(**values), db=db, kafka=kafka, topics=topics, redis=redis,
                      analytics_settings=analytics)  # fmt: skip
+    async with served(app, values["port"]) as url:
+        yield Server(url, app)
+
+
+@asynccontextmanager
+async def served(app: Any, port: int = 0) -> AsyncIterator[str]:
+    """An ASGI app under uvicorn in this process on a socket of its own (``port`` 0: the
+    kernel's choice; reused at once when given), until the block ends: its URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", values["port"]))  # 0: the kernel's choice
+    sock.bind(("127.0.0.1", port))
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -138,7 +146,7 @@ async def serving(
         await eventually(lambda: server.started or task.done(), timeout=60)
         if task.done():
             task.result()
-        yield Server(f"http://127.0.0.1:{sock.getsockname()[1]}", app)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 15)

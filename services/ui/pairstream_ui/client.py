@@ -62,16 +62,6 @@ class ApiClient:
             "GET", path, params={k: v for k, v in params.items() if v is not None}
         )
 
-    async def text(self, path: str, **params: Any) -> str:
-        """A text body (the CSV exports)."""
-        try:
-            response = await self._http().get(path, params=params)
-        except httpx.TransportError as error:
-            raise ApiDownError(f"the API does not answer ({type(error).__name__})") from None
-        if response.status_code >= 400:
-            raise ApiError(response.status_code, response.text[:300], [])
-        return response.text
-
     async def close(self) -> None:
         if self._client is not None:
             await self._client.aclose()

@@ -42,12 +42,17 @@ class Ui:
             return None
         return int(newest) - (self.settings.points - 1) * timeframe_ms(tf)
 
-    async def pages(self, path: str, **params: Any) -> list[dict[str, Any]]:
-        """Every item of a paginated route (``points`` at most)."""
+    async def window(self, path: str, start: int | None, **params: Any) -> list[dict[str, Any]]:
+        """Every item of a paginated route from ``start`` (``points`` at most; none while
+        ``start`` is ``None``: nothing stored yet)."""
+        if start is None:
+            return []
         items: list[dict[str, Any]] = []
         cursor = None
         while len(items) < self.settings.points:
-            page = await self.api.get(path, cursor=cursor, limit=self.settings.points, **params)
+            page = await self.api.get(
+                path, start=start, cursor=cursor, limit=self.settings.points, **params
+            )
             items += page["items"]
             cursor = page.get("next_cursor")
             if not cursor:

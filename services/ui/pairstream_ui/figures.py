@@ -41,10 +41,7 @@ def _layout(fig: go.Figure, theme: str, height: int, **extra: Any) -> go.Figure:
 
 def empty(message: str, theme: str, height: int = 300) -> go.Figure:
     """A chart with nothing to draw yet, saying why."""
-    fig = go.Figure()
-    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper",
-                       yref="paper", font={"size": 15})  # fmt: skip
-    _layout(fig, theme, height)
+    fig = waiting(_layout(go.Figure(), theme, height), message)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     return fig

@@ -9,11 +9,9 @@ where a missing browser fails the run. Screenshots go to ``$UI_ARTIFACTS`` (defa
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -21,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
-from pairstream.testing import eventually, unique
+from pairstream.testing import unique
 from pairstream_ui.app import create_app
 from pairstream_ui.config import UiSettings
 
-from ..conftest import Server
+from ..conftest import Server, served
 
 BROWSER_FLAGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -118,20 +115,8 @@ def new_page(browser: Any, artifacts: Path) -> Callable[[str], AbstractAsyncCont
 async def dashboard(api_url: str, **settings: Any) -> AsyncIterator[str]:
     """The dashboard on a socket of its own, reading the API at ``api_url``."""
     app = create_app(UiSettings(api_url=api_url, port=0, health_interval_s=0.5, **settings))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app.server, log_config=None, access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        await eventually(lambda: server.started or task.done(), timeout=30)
-        if task.done():
-            task.result()
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 15)
-        sock.close()
+    async with served(app.server) as url:
+        yield url
 
 
 @pytest.fixture

@@ -28,6 +28,11 @@
   };
   window.pairstreamLive = state;
 
+  function record(list, value) {  // the last KEEP figures: a tab stays open for days
+    list.push(value);
+    if (list.length > KEEP) list.splice(0, list.length - KEEP);
+  }
+
   function channel(name) {
     let c = state.channels.get(name);
     if (!c) { c = { seq: null, items: [], resyncing: false }; state.channels.set(name, c); }
@@ -208,15 +213,15 @@
         window.Plotly.redraw(gd);
       }
     });
-    state.stats.drawMs.push(performance.now() - began);
+    record(state.stats.drawMs, performance.now() - began);
     if (fed.size) {
       requestAnimationFrame(function () {  // the frame with the points is painted
         const drawn = performance.timeOrigin + performance.now();
         fed.forEach(function (d) {
           if (!d._live) return;  // a snapshot's points: history, not a live delay
           state.stats.drawn += 1;
-          if (d._kafka) state.stats.fromKafka.push(drawn - d._kafka);
-          state.stats.fromArrival.push(drawn - d._arrived);
+          if (d._kafka) record(state.stats.fromKafka, drawn - d._kafka);
+          record(state.stats.fromArrival, drawn - d._arrived);
         });
       });
     }

@@ -86,9 +86,7 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
                 ui.api.get("/api/v1/instruments"),
             )
             start = ui.window_start(latest, "start", tf)
-            bars = []
-            if start is not None:
-                bars = await ui.pages(f"/api/v1/bars/{instrument}", tf=tf, start=start)
+            bars = await ui.window(f"/api/v1/bars/{instrument}", start, tf=tf)
         except SHOWN_ERRORS as error:
             return _wrap(figures.empty(problem_text(error), theme, 560), None), "", q
         fig = figures.candles(bars, instrument, theme)

@@ -104,8 +104,11 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
             start = ui.window_start(latest, "ts", tf)
             methods = [m for m in METHODS if m in config["methods"]]
             fetched = await asyncio.gather(
-                *(_points(ui, pair, tf, m, start) for m in methods),
-                *(_bars(ui, leg, tf, start) for leg in (config["y"], config["x"])),
+                *(ui.window(f"/api/v1/analytics/{pair}", start, tf=tf, method=m) for m in methods),
+                *(
+                    ui.window(f"/api/v1/bars/{leg}", start, tf=tf)
+                    for leg in (config["y"], config["x"])
+                ),
             )
             points = dict(zip(methods, fetched[: len(methods)], strict=True))
             legs = fetched[len(methods) :]
@@ -150,18 +153,6 @@ async def _ranked(ui: Ui, tf: str) -> dict[str, int]:
     except SHOWN_ERRORS:
         return {}
     return {c["pair"]: c["rank"] for c in candidates}
-
-
-async def _points(ui: Ui, pair: str, tf: str, method: str, start: int | None) -> list[Any]:
-    if start is None:
-        return []
-    return await ui.pages(f"/api/v1/analytics/{pair}", tf=tf, method=method, start=start)
-
-
-async def _bars(ui: Ui, instrument: str, tf: str, start: int | None) -> list[Any]:
-    if start is None:
-        return []
-    return await ui.pages(f"/api/v1/bars/{instrument}", tf=tf, start=start)
 
 
 def figures_div(figs: dict[str, Any], specs: dict[str, Any], points: int = 600) -> html.Div:
