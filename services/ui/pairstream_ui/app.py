@@ -11,7 +11,7 @@ import dash
 from dash import Input, Output, State, dcc, html, set_props
 from fastapi import WebSocket
 
-from . import proxy
+from . import downloads, proxy
 from .client import ApiClient
 from .config import UiSettings
 from .context import SHOWN_ERRORS, Ui, problem_text
@@ -66,6 +66,8 @@ def create_app(settings: UiSettings | None = None) -> dash.Dash:
     @app.server.websocket("/live")
     async def live(websocket: WebSocket) -> None:
         await proxy.relay(websocket, settings)
+
+    downloads.install(app.server, ui)
 
     @app.server.get("/health/live")
     async def health() -> dict[str, str]:

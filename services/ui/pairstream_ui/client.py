@@ -3,6 +3,8 @@ show — :class:`ApiDownError` (no answer) and :class:`ApiError` (a problem+json
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
@@ -21,6 +23,16 @@ class ApiError(Exception):
     def __init__(self, status: int, detail: str, errors: list[dict[str, Any]]) -> None:
         super().__init__(f"{status}: {detail}")
         self.status, self.detail, self.errors = status, detail, errors
+
+
+def _error(response: httpx.Response) -> ApiError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    detail = body.get("detail") if isinstance(body, dict) else None
+    errors = body.get("errors", []) if isinstance(body, dict) else []
+    return ApiError(response.status_code, str(detail or response.reason_phrase), errors)
 
 
 class ApiClient:
@@ -48,14 +60,22 @@ class ApiClient:
             raise ApiDownError(f"the API at {self.settings.api_url} does not answer "
                           f"({type(error).__name__})") from None  # fmt: skip
         if response.status_code >= 400:
-            try:
-                body = response.json()
-            except ValueError:
-                body = {}
-            detail = body.get("detail") if isinstance(body, dict) else None
-            errors = body.get("errors", []) if isinstance(body, dict) else []
-            raise ApiError(response.status_code, str(detail or response.reason_phrase), errors)
+            raise _error(response)
         return None if response.status_code == 204 else response.json()
+
+    @contextlib.asynccontextmanager
+    async def stream(self, path: str, params: Mapping[str, str]) -> AsyncIterator[httpx.Response]:
+        """A streamed GET (the body not read yet); an error answer raises like
+        :meth:`request`."""
+        try:
+            async with self._http().stream("GET", path, params=params) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise _error(response)
+                yield response
+        except httpx.TransportError as error:
+            raise ApiDownError(f"the API at {self.settings.api_url} does not answer "
+                               f"({type(error).__name__})") from None  # fmt: skip
 
     async def get(self, path: str, **params: Any) -> Any:
         return await self.request(

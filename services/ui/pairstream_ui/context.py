@@ -3,13 +3,14 @@ URL state and for errors shown to the user."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 import orjson
 
+from pairstream.clock import Clock, SystemClock
 from pairstream.messages import timeframe_ms
 
 from .client import ApiClient, ApiDownError, ApiError
@@ -20,10 +21,15 @@ from .config import UiSettings
 SHOWN_ERRORS = (ApiDownError, ApiError)
 
 
+#: The most items :meth:`Ui.collect` reads from a paginated route.
+COLLECT_MAX = 10_000
+
+
 @dataclass(frozen=True)
 class Ui:
     settings: UiSettings
     api: ApiClient
+    clock: Clock = field(default_factory=SystemClock)
 
     async def latest(self, path: str, tf: str) -> Any:
         """A ``…/latest`` route's answer, ``None`` when there is nothing yet (404)."""
@@ -47,17 +53,22 @@ class Ui:
         ``start`` is ``None``: nothing stored yet)."""
         if start is None:
             return []
+        points = self.settings.points
+        return (await self.collect(path, most=points, start=start, **params))[-points:]
+
+    async def collect(
+        self, path: str, *, most: int = COLLECT_MAX, **params: Any
+    ) -> list[dict[str, Any]]:
+        """The items of a paginated route, oldest first, page after page until ``most``."""
         items: list[dict[str, Any]] = []
         cursor = None
-        while len(items) < self.settings.points:
-            page = await self.api.get(
-                path, start=start, cursor=cursor, limit=self.settings.points, **params
-            )
+        while len(items) < most:
+            page = await self.api.get(path, cursor=cursor, limit=most, **params)
             items += page["items"]
             cursor = page.get("next_cursor")
             if not cursor:
                 break
-        return items[-self.settings.points :]
+        return items
 
 
 def _newest(latest: Any, field: str) -> int | None:
@@ -94,6 +105,31 @@ def problem_text(error: Exception) -> str:
             f" ({fields})" if fields else ""
         )
     return str(error)
+
+
+def field_errors(error: Exception, fields: Collection[str]) -> dict[str, str]:
+    """An API failure as messages per form field (``general``: the rest). A field's
+    error on a part of it (``condition.value``) names that part."""
+    if not isinstance(error, ApiError) or not error.errors:
+        return {"general": problem_text(error)}
+    out: dict[str, list[str]] = {}
+    for e in error.errors:
+        path = str(e.get("field") or "")
+        head = path.split(".")[0]
+        name = head if head in fields else "general"
+        part = path[len(head) + 1 :] if name != "general" and "." in path else ""
+        if name == "general" and path:
+            part = path
+        message = str(e.get("message"))
+        out.setdefault(name, []).append(f"{part}: {message}" if part else message)
+    return {k: "; ".join(v) for k, v in out.items()}
+
+
+def when(ms: int | None) -> str:
+    """An epoch-ms time as the pages show it (UTC)."""
+    from datetime import UTC, datetime
+
+    return "—" if ms is None else f"{datetime.fromtimestamp(ms / 1000, UTC):%Y-%m-%d %H:%M:%S}"
 
 
 def _span(seconds: float) -> str:

@@ -8,7 +8,6 @@ index.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -173,19 +172,16 @@ def heatmap(scan: Json, theme: str) -> go.Figure:
     return fig
 
 
-def equity(curve: Sequence[Json], theme: str) -> go.Figure:
-    """A backtest's equity (row 1) and drawdown (row 2)."""
-    x = [p["ts"] for p in curve]
-    values = [p["equity"] for p in curve]
-    peak = -math.inf
-    drawdown = []
-    for v in values:
-        peak = max(peak, v)
-        drawdown.append(v / peak - 1.0 if peak > 0 else 0.0)
+def equity(curve: Json, theme: str) -> go.Figure:
+    """A backtest's equity (row 1) and drawdown below its running peak (row 2), from the
+    API's columns (``ts``, ``equity``, ``drawdown``)."""
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3],
                         vertical_spacing=0.04)  # fmt: skip
-    fig.add_trace(go.Scatter(x=x, y=values, name="equity", mode="lines"), row=1, col=1)
-    fig.add_trace(go.Scatter(x=x, y=drawdown, name="drawdown", mode="lines", fill="tozeroy",
-                             line={"color": DOWN}), row=2, col=1)  # fmt: skip
-    fig.update_yaxes(tickformat=".1%", row=2, col=1)
+    fig.add_trace(go.Scatter(x=curve["ts"], y=curve["equity"], name="equity", mode="lines",
+                             line={"color": "#42a5f5"}), row=1, col=1)  # fmt: skip
+    fig.add_trace(go.Scatter(x=curve["ts"], y=[-d for d in curve["drawdown"]], name="drawdown",
+                             mode="lines", fill="tozeroy", line={"color": DOWN}),
+                  row=2, col=1)  # fmt: skip
+    fig.update_yaxes(title_text="equity", row=1, col=1)
+    fig.update_yaxes(title_text="drawdown", tickformat=".1%", row=2, col=1)
     return _layout(fig, theme, 420)

@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
+from pairstream.infra import Endpoints
 from pairstream.testing import unique
 from pairstream_ui.app import create_app
 from pairstream_ui.config import UiSettings
 
-from ..conftest import Server, served
+from ..conftest import Server, Stocked, served
 
 BROWSER_FLAGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -126,3 +128,17 @@ async def ui(
     """The API over the stocked pair and a dashboard reading it."""
     async with api() as server, dashboard(server.url) as url:
         yield server, url
+
+
+@pytest.fixture
+async def clean_cache(stocked: Stocked, endpoints: Endpoints) -> AsyncIterator[None]:
+    """The live points go to the stocked schema's hot cache: emptied after, so the other
+    tests' ``…/latest`` is PostgreSQL's again."""
+    yield
+    client = aioredis.from_url(endpoints.redis_url)
+    try:
+        keys = [k async for k in client.scan_iter(f"pairstream:{stocked.db.schema_name}:*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-import redis.asyncio as aioredis
 
-from pairstream.infra import Endpoints
 from pairstream.kafka import MessageProducer
 from pairstream.messages import Bar, SpreadUpdate, StatsUpdate, ZScoreUpdate
 from pairstream.status import percentile
@@ -25,20 +22,6 @@ from .test_pages import drawn, points
 TICKS = 20
 CHARTS = ("zscore", "legs", "spread", "hedge", "correlation")
 SPACING_S = 0.5  # twice the 1s bars' cadence
-
-
-@pytest.fixture
-async def clean_cache(stocked: Stocked, endpoints: Endpoints) -> AsyncIterator[None]:
-    """The live points go to the stocked schema's hot cache: emptied after, so the other
-    tests' ``…/latest`` is PostgreSQL's again."""
-    yield
-    client = aioredis.from_url(endpoints.redis_url)
-    try:
-        keys = [k async for k in client.scan_iter(f"pairstream:{stocked.db.schema_name}:*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
 
 
 def tick(stocked: Stocked, ts: int, i: int) -> list[tuple[str, Any]]:

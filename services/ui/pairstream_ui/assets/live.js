@@ -15,6 +15,11 @@
  * `dropped` notice, resubscribes with a snapshot; a closed socket reconnects with
  * backoff and resubscribes everything.
  *
+ * A feed opts in the same way: <div data-live-feed='{"channel": "alerts", "max": 100}'>
+ * gets one row per alert transition, newest first (text only, never HTML from the wire);
+ * a live firing one beeps when #alerts-sound is checked and shows a browser
+ * notification when #alerts-notify is checked and the browser allows it.
+ *
  * window.pairstreamLive.stats: messages, bytes, and per drawn point the delay from the
  * Kafka record (kafka_ts) and from its arrival in the browser to the frame drawn. */
 (function () {
@@ -64,11 +69,20 @@
     return out;
   }
 
+  function feeds() {
+    const out = [];
+    document.querySelectorAll("[data-live-feed]").forEach(function (el) {
+      try { out.push({ el: el, spec: JSON.parse(el.getAttribute("data-live-feed")) }); } catch (e) { /* not ours */ }
+    });
+    return out;
+  }
+
   function sync() {
     setStatus(state.status, state.detail);  // the shell may have been drawn since
     // subscribe to what the page shows now; unsubscribe from what it no longer does
     const wanted = new Set();
     specs().forEach(function (s) { s.spec.series.forEach(function (r) { wanted.add(r.channel); }); });
+    feeds().forEach(function (f) { wanted.add(f.spec.channel); });
     const add = [...wanted].filter(function (n) { return !state.wanted.has(n); });
     const drop = [...state.wanted].filter(function (n) { return !wanted.has(n); });
     state.wanted = wanted;
@@ -161,9 +175,71 @@
     return { x: x, y: r.scale ? y / r.scale : y };
   }
 
+  function checked(id) {
+    return !!document.querySelector("#" + id + " input:checked");
+  }
+
+  function beep() {
+    try {
+      const audio = state.audio = state.audio || new (window.AudioContext || window.webkitAudioContext)();
+      const tone = audio.createOscillator(), gain = audio.createGain();
+      tone.frequency.value = 880; gain.gain.value = 0.08;
+      tone.connect(gain); gain.connect(audio.destination);
+      tone.start(); tone.stop(audio.currentTime + 0.18);
+    } catch (e) { /* no audio here */ }
+  }
+
+  function when(ms) {
+    return ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 19) : "—";
+  }
+
+  function cell(text, cls) {
+    const span = document.createElement("span");
+    span.textContent = text; if (cls) span.className = cls;
+    return span;
+  }
+
+  // a transition (live) has event_id and ts; a snapshot holds episodes from the history
+  function key(d) { return d.event_id || d.alert_id + ":" + d.state; }
+  function at(d) { return d.ts || d.ended_ts || d.started_ts || 0; }
+
+  function feedRow(d) {
+    const row = document.createElement("div");
+    row.className = "feed-row sev-" + d.severity + " state-" + d.state;
+    row.append(cell(when(at(d)), "feed-time"), cell(d.severity, "sev sev-" + d.severity),
+               cell(d.state, "state-" + d.state), cell(d.rule_id, "feed-rule"), cell(d.subject, "feed-subject"),
+               cell(d.message || "", "feed-message"));
+    return row;
+  }
+
+  function drawFeeds() {
+    feeds().forEach(function (f) {
+      const c = state.channels.get(f.spec.channel);
+      if (!c) return;
+      const seen = f.el._seen = f.el._seen || new Set();
+      const fresh = c.items.filter(function (d) { return d.alert_id && !seen.has(key(d)); });
+      if (!fresh.length) return;
+      fresh.sort(function (a, b) { return at(a) - at(b); });
+      const empty = f.el.querySelector(".feed-empty");
+      if (empty) empty.remove();
+      fresh.forEach(function (d) {
+        seen.add(key(d));
+        f.el.prepend(feedRow(d));
+        if (!d._live || d.state !== "firing") return;
+        if (checked("alerts-sound")) beep();
+        if (checked("alerts-notify") && window.Notification && Notification.permission === "granted") {
+          new Notification("pairstream " + d.severity + ": " + d.rule_id, { body: d.subject + " — " + (d.message || "") });
+        }
+      });
+      while (f.el.children.length > (f.spec.max || 100)) f.el.lastChild.remove();
+    });
+  }
+
   function draw() {
     requestAnimationFrame(draw);
-    if (!state.dirty || !window.Plotly) return;
+    if (!state.dirty) return;
+    drawFeeds();
+    if (!window.Plotly) { state.dirty = specs().length > 0; return; }  // charts wait for it
     state.dirty = false;
     const began = performance.now();
     const fed = new Set();

@@ -55,9 +55,10 @@ class Page:
 
 
 def _pages() -> tuple[Page, ...]:
-    from . import market, pair, scan, system
+    from . import alerts, backtest, data, market, pair, scan, system
 
-    return (market.PAGE, pair.PAGE, scan.PAGE, system.PAGE)
+    return (market.PAGE, pair.PAGE, scan.PAGE, alerts.PAGE, backtest.PAGE, data.PAGE,
+            system.PAGE)  # fmt: skip
 
 
 PAGES = _pages()

@@ -8,7 +8,7 @@ from typing import Any
 import dash
 from dash import Input, Output, html
 
-from ..context import SHOWN_ERRORS, Ui, problem_text, span
+from ..context import SHOWN_ERRORS, Ui, problem_text, span, when
 from . import Page
 
 
@@ -54,16 +54,10 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
             age = i.get("last_trade_age_s")
             inst.append(html.Tr([
                 html.Td(i["instrument"]), html.Td(", ".join(i["timeframes"])),
-                html.Td(_when(i.get("last_bar"))), html.Td(span(age)),
+                html.Td(when(i.get("last_bar")) + " UTC"), html.Td(span(age)),
             ]))  # fmt: skip
         return (html.Table(head + rows, className="table", id="system-table"),
                 html.Table(inst, className="table"))  # fmt: skip
-
-
-def _when(ms: int | None) -> str:
-    from datetime import UTC, datetime
-
-    return "—" if ms is None else f"{datetime.fromtimestamp(ms / 1000, UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
 PAGE = Page("system", "/system", "System", layout, callbacks)
