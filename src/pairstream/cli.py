@@ -319,6 +319,7 @@ def up(
     before anything starts, 0 picks a free one).
     """
     import asyncio
+    import contextlib
 
     from pairstream.infra import InfraError, InfraManager, exports
     from pairstream.settings import KafkaSettings
@@ -371,6 +372,13 @@ def up(
 
         created = await ensure_topics(contract_topics(), KafkaSettings())
         console().print(f"topics: {len(created)} ready")
+        async with contextlib.AsyncExitStack() as prepared:
+            for s in services():
+                if s.up and s.prepare is not None:
+                    env.update(await prepared.enter_async_context(s.prepare()))
+            await supervise()
+
+    async def supervise() -> None:
         supervisor = Supervisor(SERVICES, env=env)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -18,6 +18,7 @@ service's dependencies.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING
@@ -72,6 +73,9 @@ class Service:
     #: Where the service serves HTTP under ``pairstream up``: the port is checked before
     #: anything starts and its URLs printed once it answers. ``None``: it serves no one.
     http: Http | None = None
+    #: Under ``pairstream up``, once the database is migrated: a context giving more
+    #: environment for the service's run (a key made for it), left when everything stops.
+    prepare: Callable[[], AbstractAsyncContextManager[Mapping[str, str]]] | None = None
 
 
 @cache

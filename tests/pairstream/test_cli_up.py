@@ -19,11 +19,12 @@ import psutil
 import pytest
 
 from pairstream.codec import Codec
+from pairstream.db import connection
 from pairstream.db.migrate import load_migrations
 from pairstream.infra.manager import port_in_use
 from pairstream.kafka import create_consumer
 from pairstream.messages import Alert, Bar, Message, SpreadUpdate, TickRun
-from pairstream.settings import KafkaSettings, TopicSettings
+from pairstream.settings import DatabaseSettings, KafkaSettings, TopicSettings
 from pairstream.testing import eventually
 
 pytestmark = pytest.mark.integration
@@ -52,6 +53,14 @@ async def first_message(bootstrap: str, topic: str, codec: Codec[M], timeout: fl
     finally:
         await consumer.stop()
     return got[0]
+
+
+async def dashboard_keys(database_url: str) -> list[tuple[str, bool]]:
+    """The dashboard's keys: (scope, revoked)."""
+    async with connection(DatabaseSettings(DATABASE_URL=database_url)) as conn:
+        rows = await conn.fetch("SELECT scope, revoked_at IS NOT NULL AS revoked FROM api_keys "
+                                "WHERE name = 'dashboard (pairstream up)'")  # fmt: skip
+    return [(r["scope"], r["revoked"]) for r in rows]
 
 
 def test_up_runs_every_service_offline_raises_a_default_alert_and_stops_cleanly_on_sigterm(
@@ -117,6 +126,10 @@ def test_up_runs_every_service_offline_raises_a_default_alert_and_stops_cleanly_
         page = httpx.get(f"{dashboard[1]}/", timeout=5, trust_env=False)
         assert page.status_code == 200
         assert "<title>pairstream</title>" in page.text
+        # the dashboard was given a write key of its own for this run (its rule editor)
+        database_url = re.search(r"DATABASE_URL=(\S+)", exports)
+        assert database_url is not None
+        assert asyncio.run(dashboard_keys(database_url[1].strip("'\""))) == [("write", False)]
         pairs = httpx.get(f"{base}/api/v1/pairs", timeout=5, trust_env=False)
         assert pairs.status_code == 200, pairs.text
         assert [p["pair"] for p in pairs.json()] == ["usdm:BTCUSDT-usdm:ETHUSDT"]

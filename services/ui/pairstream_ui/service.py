@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import os
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from pairstream.services import Http, Service
@@ -36,4 +38,27 @@ HTTP = Http(
     peers={"UI_API_URL": "api"},
 )
 
-SERVICE = Service(name="ui", order=60, commands=register, settings=_settings, up=("ui",), http=HTTP)
+
+@contextlib.asynccontextmanager
+async def _write_key() -> AsyncIterator[Mapping[str, str]]:
+    """Under ``pairstream up``: a ``write`` API key for the dashboard (its rule editor and
+    uploads), made for this run and revoked when it stops — unless ``UI_API_KEY`` is set."""
+    if os.environ.get("UI_API_KEY"):
+        yield {}
+        return
+    from pairstream.db import connection
+    from pairstream.settings import DatabaseSettings
+    from pairstream_api.keys import create_key, revoke_key
+
+    db = DatabaseSettings()
+    async with connection(db) as conn:
+        key, token = await create_key(conn, "dashboard (pairstream up)", "write")
+    try:
+        yield {"UI_API_KEY": token}
+    finally:
+        async with connection(db) as conn:
+            await revoke_key(conn, key.id)
+
+
+SERVICE = Service(name="ui", order=60, commands=register, settings=_settings, up=("ui",),
+                  http=HTTP, prepare=_write_key)  # fmt: skip

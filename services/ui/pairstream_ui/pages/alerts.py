@@ -72,7 +72,9 @@ def layout(ui: Ui, rule: str = "", subject: str = "", severity: str = "", state:
         html.Div(id="alerts-status", className="status-line"),
         html.Div(id="alerts-rules"),
         html.H3("Test on history"),
-        html.Div(id="alerts-test-result"),
+        html.Div(html.P("“Test on history” runs the rule in the editor over the stored "
+                        "analytics and bars; “test” does so for a stored rule.",
+                        className="muted"), id="alerts-test-result"),
         html.H3("History"),
         html.Div(className="controls", children=[
             html.Label(["rule", dcc.Input(id="alerts-f-rule", value=rule, debounce=True,
@@ -303,7 +305,8 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
         if len(items) >= COLLECT_MAX:
             more = (f": more than {COLLECT_MAX:,} match, the last {HISTORY_ROWS} of the first "
                     f"{COLLECT_MAX:,} shown — narrow the filters")  # fmt: skip
-        return html.Div([html.P(f"{len(items)} episodes{more}.", className="muted"),
+        count = f"{len(items)} episode" + ("" if len(items) == 1 else "s")
+        return html.Div([html.P(f"{count}{more}.", className="muted"),
                          html.Table([head, *rows], className="table",
                                     id="alerts-history-table")]), q  # fmt: skip
 

@@ -76,7 +76,8 @@ def layout(ui: Ui, instrument: str = "", pair: str = "", tf: str = "1s", method:
             html.Section(className="card column", children=[
                 html.H3("Analyse"),
                 html.Div(className="controls", children=[
-                    html.Label(["Y: dataset", dcc.Dropdown(id="data-y", className="dropdown")]),
+                    html.Label(["Y: dataset", dcc.Dropdown(id="data-y", className="dropdown",
+                                                           placeholder="upload one first")]),
                     html.Label(["X: dataset or instrument", dcc.Dropdown(id="data-x",
                                                                          className="dropdown")]),
                     html.Label(["method", dcc.Dropdown(id="data-a-method", value="ols",

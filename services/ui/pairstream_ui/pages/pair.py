@@ -78,20 +78,21 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
 
     @app.callback(
         Output("pair-charts", "children"), Output("pair-stats", "children"),
-        Output("pair-query", "data"),
+        Output("pair-query", "data"), Output("pair-entry", "placeholder"),
+        Output("pair-exit", "placeholder"),
         Input("pair-pair", "value"), Input("pair-tf", "value"), Input("pair-method", "value"),
         Input("pair-k", "value"), Input("pair-entry", "value"), Input("pair-exit", "value"),
         Input("pair-live", "value"), Input("theme", "data"), Input("api-epoch", "data"),
     )  # fmt: skip
     async def charts(pair: str | None, tf: str, method: str, k: float | None,
                      entry: float | None, exit_z: float | None, live: list[str], theme: str,
-                     _: Any) -> tuple[Any, Any, str]:  # fmt: skip
+                     _: Any) -> tuple[Any, ...]:  # fmt: skip
         k = k or 2.0
         q = query({"pair": pair, "tf": tf, "method": method, "k": k, "entry": entry,
                    "exit": exit_z, "live": "on" if live else "off"})  # fmt: skip
         if not pair:
             return figures_div({"zscore": figures.empty("waiting for the first pair…", theme)},
-                               {}), "", q  # fmt: skip
+                               {}), "", q, "", ""  # fmt: skip
         try:
             configured, latest = await asyncio.gather(
                 ui.api.get("/api/v1/pairs"), ui.latest(f"/api/v1/analytics/{pair}/latest", tf)
@@ -114,7 +115,7 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
             legs = fetched[len(methods) :]
         except (*SHOWN_ERRORS, LookupError) as error:
             text = problem_text(error) if isinstance(error, SHOWN_ERRORS) else str(error)
-            return figures_div({"zscore": figures.empty(text, theme)}, {}), "", q
+            return figures_div({"zscore": figures.empty(text, theme)}, {}), "", q, "", ""
         chosen = points.get(method, [])
         figs = {
             "legs": figures.normalised_legs(legs[0], legs[1], (config["y"], config["x"]), theme),
@@ -144,7 +145,9 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
                      "when": {"signal": s}} for i, s in enumerate(figures.SIGNALS)],
                 "correlation": [{"channel": a, "trace": 0, "x": "ts", "y": "correlation"}],
             }  # fmt: skip
-        return figures_div(figs, specs, ui.settings.points), stats_card(latest or {}, method), q
+        drawn = figures_div(figs, specs, ui.settings.points)
+        levels = f"{config['entry_z']:g}", f"{config['exit_z']:g}"  # the pair's, when left empty
+        return drawn, stats_card(latest or {}, method), q, *levels
 
 
 async def _ranked(ui: Ui, tf: str) -> dict[str, int]:
