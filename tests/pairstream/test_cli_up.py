@@ -69,7 +69,7 @@ def test_up_runs_every_service_offline_raises_a_default_alert_and_stops_cleanly_
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("KAFKA_BOOTSTRAP", "DATABASE_URL", "REDIS_URL")
+        if k not in ("KAFKA_BOOTSTRAP", "DATABASE_URL", "REDIS_URL", "UI_API_KEY")
     }
     env["PAIRSTREAM_STATE_DIR"] = str(tmp_path / "state")
     env["INGEST_METRICS_PORT"] = str(free_port())
@@ -177,7 +177,7 @@ def test_up_with_the_api_port_taken_fails_before_starting_anything(tmp_path: Pat
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("KAFKA_BOOTSTRAP", "DATABASE_URL", "REDIS_URL")
+        if k not in ("KAFKA_BOOTSTRAP", "DATABASE_URL", "REDIS_URL", "UI_API_KEY")
     }
     env["PAIRSTREAM_STATE_DIR"] = str(tmp_path / "state")
     with socket.socket() as taken:

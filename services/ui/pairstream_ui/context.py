@@ -129,7 +129,7 @@ def when(ms: int | None) -> str:
     """An epoch-ms time as the pages show it (UTC)."""
     from datetime import UTC, datetime
 
-    return "—" if ms is None else f"{datetime.fromtimestamp(ms / 1000, UTC):%Y-%m-%d %H:%M:%S}"
+    return "—" if ms is None else f"{datetime.fromtimestamp(ms / 1000, UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _span(seconds: float) -> str:

@@ -39,6 +39,9 @@ HTTP = Http(
 )
 
 
+DASHBOARD_KEY = "dashboard (pairstream up)"
+
+
 @contextlib.asynccontextmanager
 async def _write_key() -> AsyncIterator[Mapping[str, str]]:
     """Under ``pairstream up``: a ``write`` API key for the dashboard (its rule editor and
@@ -48,11 +51,14 @@ async def _write_key() -> AsyncIterator[Mapping[str, str]]:
         return
     from pairstream.db import connection
     from pairstream.settings import DatabaseSettings
-    from pairstream_api.keys import create_key, revoke_key
+    from pairstream_api.keys import create_key, list_keys, revoke_key
 
     db = DatabaseSettings()
     async with connection(db) as conn:
-        key, token = await create_key(conn, "dashboard (pairstream up)", "write")
+        for old in await list_keys(conn):  # a run that was killed could not revoke its own
+            if old.name == DASHBOARD_KEY and old.revoked_at is None:
+                await revoke_key(conn, old.id)
+        key, token = await create_key(conn, DASHBOARD_KEY, "write")
     try:
         yield {"UI_API_KEY": token}
     finally:

@@ -88,7 +88,7 @@ async def test_a_rule_written_in_the_editor_fires_into_the_live_feed_and_is_mana
         await fill(p.page, {"condition": '{"kind": "threshold", "field": "zscore", '
                                          '"op": ">", "value": "high"}'})  # fmt: skip
         await p.page.click("#alerts-save")
-        await shown_error(p.page, "condition", "value")
+        await shown_error(p.page, "condition", "threshold.value: Input should be a valid number")
         await p.shot(artifacts, "alerts-errors")
 
         # "test on history": what the engine over the stored analytics fires

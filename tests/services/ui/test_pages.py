@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ async def test_every_page_draws_the_recorded_pair_without_console_errors(
         await p.page.wait_for_timeout(1500)
         await p.shot(artifacts, "scan")
         for path, selector in (("/alerts", "#alerts-rules"), ("/backtest", "#backtest-run"),
-                               ("/data", "#data-links a")):  # fmt: skip
+                               ("/data", "#data-alerts-csv")):  # fmt: skip
             await p.open(path)
             await p.page.wait_for_selector(selector, timeout=10_000)
             await p.page.wait_for_timeout(500)
@@ -86,11 +87,13 @@ async def minute(stocked: Stocked) -> AsyncIterator[list[Bar]]:
     async with connection(stocked.db) as conn:
         await conn.copy_records_to_table("bars", records=[bar_record(b) for b in bars],
                                          columns=list(BAR_COLUMNS))  # fmt: skip
+    starts = [datetime.fromtimestamp(b.start / 1000, UTC) for b in bars]
     try:
         yield bars
     finally:
         async with connection(stocked.db) as conn:
-            await conn.execute("DELETE FROM bars WHERE tf = '1m'")
+            await conn.execute("DELETE FROM bars WHERE tf = '1m' AND symbol = 'ETHUSDT' "
+                               "AND start = ANY($1::timestamptz[])", starts)  # fmt: skip
 
 
 async def choose(page: Any, dropdown: str, label: str) -> None:

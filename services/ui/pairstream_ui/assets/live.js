@@ -199,8 +199,9 @@
     return span;
   }
 
-  // a transition (live) has event_id and ts; a snapshot holds episodes from the history
-  function key(d) { return d.event_id || d.alert_id + ":" + d.state; }
+  // a transition (live) has ts; a snapshot holds episodes from the history: one row per
+  // episode and state either way (a resync's snapshot repeats none)
+  function key(d) { return d.alert_id + ":" + d.state; }
   function at(d) { return d.ts || d.ended_ts || d.started_ts || 0; }
 
   function feedRow(d) {
@@ -232,6 +233,9 @@
         }
       });
       while (f.el.children.length > (f.spec.max || 100)) f.el.lastChild.remove();
+      if (seen.size > 10 * (f.spec.max || 100)) {  // a tab stays open for days
+        f.el._seen = new Set(c.items.map(key));
+      }
     });
   }
 

@@ -190,7 +190,8 @@ def _error_outputs(errors: dict[str, str]) -> list[str]:
     return [errors.get(name, "") for name in (*FIELDS, "general")]
 
 
-ERROR_OUTPUTS = [Output(f"alerts-error-{n}", "children") for n in (*FIELDS, "general")]
+ERROR_OUTPUTS = [Output(f"alerts-error-{n}", "children", allow_duplicate=True)
+                 for n in (*FIELDS, "general")]  # fmt: skip
 EDITOR_STATES = [State(f"alerts-{n}", "value") for n in FIELDS]
 
 
@@ -212,7 +213,7 @@ def _rule_row(rule: dict[str, Any], silenced: dict[str, int]) -> Any:
                 className="status-ok" if rule["enabled"] else "muted"),
         html.Td(f"v{rule['version']}" + (f" · silenced until {when(until)}" if until else "")),
         html.Td([action("edit", "edit"),
-                 action("disable" if rule["enabled"] else "enable", "toggle"),
+                 action("disable", "disable") if rule["enabled"] else action("enable", "enable"),
                  action("unsilence" if until else "silence 1 h",
                         "unsilence" if until else "silence"),
                  action("test", "test"), action("delete", "delete", "button small danger")],
@@ -331,7 +332,9 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
         if body is None:
             return (*_error_outputs(errors), "", dash.no_update, dash.no_update, dash.no_update)
         try:
-            if editing:
+            if editing:  # what the editor does not show (clear, labels, …) stays as stored
+                stored = await ui.api.get(f"/api/v1/alerts/rules/{editing}")
+                body = {**_spec(stored), **body}
                 rule = await ui.api.request("PUT", f"/api/v1/alerts/rules/{editing}", json=body)
             else:
                 rule = await ui.api.request("POST", "/api/v1/alerts/rules", json=body)
@@ -361,9 +364,7 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
         Output("alerts-kind", "value", allow_duplicate=True),
         Output("alerts-editing", "data", allow_duplicate=True),
         Output("alerts-editor-title", "children", allow_duplicate=True),
-        *[Output(f"alerts-error-{n}", "children", allow_duplicate=True)
-          for n in (*FIELDS, "general")],
-        Input("alerts-new", "n_clicks"), prevent_initial_call=True,
+        *ERROR_OUTPUTS, Input("alerts-new", "n_clicks"), prevent_initial_call=True,
     )  # fmt: skip
     def new(_: int) -> tuple[Any, ...]:
         blank = RuleSpec.model_fields
@@ -379,20 +380,21 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
         Output("alerts-changed", "data", allow_duplicate=True),
         Output("alerts-test-result", "children", allow_duplicate=True),
         Input({"type": "alerts-action", "action": ALL, "rule": ALL}, "n_clicks"),
-        State("alerts-changed", "data"), prevent_initial_call=True,
+        State("alerts-changed", "data"), State("alerts-editing", "data"),
+        prevent_initial_call=True,
     )  # fmt: skip
-    async def act(clicks: list[int | None], changed: int) -> tuple[Any, ...]:
+    async def act(clicks: list[int | None], changed: int, editing: str | None) -> tuple[Any, ...]:
         trigger = dash.ctx.triggered_id
         if not trigger or not any(clicks) or not dash.ctx.triggered[0]["value"]:
             raise dash.exceptions.PreventUpdate  # a table drawn, not a click
         rid, action = trigger["rule"], trigger["action"]
         keep = [dash.no_update] * len(FIELDS)
-        unchanged = (dash.no_update, dash.no_update)
+        unchanged: tuple[Any, Any] = (dash.no_update, dash.no_update)
         try:
             if action == "edit":
                 rule = await ui.api.get(f"/api/v1/alerts/rules/{rid}")
                 values = [rule["name"], rule["subject"], rule["tf"], rule["method"],
-                          rule["severity"], rule["for_bars"], f"{rule['cooldown']:g}",
+                          rule["severity"], rule["for_bars"], _duration(rule["cooldown"]),
                           ", ".join(rule["channels"]), _json(rule["condition"]),
                           ["on"] if rule["enabled"] else []]  # fmt: skip
                 return (*values, rid, f"Edit rule {rid}", f"Editing {rid} (version "
@@ -405,17 +407,30 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
         except SHOWN_ERRORS as error:
             return (*keep, *unchanged, f"{action} {rid} failed: {problem_text(error)}",
                     dash.no_update, dash.no_update)  # fmt: skip
+        if action == "delete" and rid == editing:  # the editor writes a new rule next
+            unchanged = (None, "New rule")
         return (*keep, *unchanged, status, changed + 1, dash.no_update)
+
+
+def _spec(rule: dict[str, Any]) -> dict[str, Any]:
+    """A stored rule's fields a PUT takes (``RuleSpec``'s)."""
+    return {k: v for k, v in rule.items() if k in RuleSpec.model_fields and k != "id"}
+
+
+def _duration(seconds: float) -> str:
+    """Seconds as the editor shows them (``30``, ``1.5``), every digit kept."""
+    return format(seconds, "f").rstrip("0").rstrip(".") or "0"
 
 
 async def _change(ui: Ui, rid: str, action: str) -> str:
     """Disable/enable, silence/unsilence or delete a stored rule: what happened."""
     path = f"/api/v1/alerts/rules/{rid}"
-    if action == "toggle":
+    if action in ("enable", "disable"):
         rule = await ui.api.get(path)
-        spec = {k: v for k, v in rule.items() if k in RuleSpec.model_fields}
-        spec["enabled"] = not rule["enabled"]
-        saved = await ui.api.request("PUT", path, json=spec)
+        if rule["enabled"] == (action == "enable"):  # a second click: already done
+            return f"Rule {rid} is {action}d (version {rule['version']})."
+        saved = await ui.api.request("PUT", path, json={**_spec(rule),
+                                                        "enabled": action == "enable"})  # fmt: skip
         return f"Rule {rid} {'enabled' if saved['enabled'] else 'disabled'} (version " \
             f"{saved['version']})."  # fmt: skip
     if action == "silence":
@@ -423,7 +438,7 @@ async def _change(ui: Ui, rid: str, action: str) -> str:
         await ui.api.request("POST", "/api/v1/alerts/silences", json={
             "id": f"ui-{rid}"[:64], "rule_id": rid, "subject": "*", "until": until,
             "reason": "silenced from the dashboard"})  # fmt: skip
-        return f"Rule {rid} silenced until {when(until)} UTC (notifications only)."
+        return f"Rule {rid} silenced until {when(until)} (notifications only)."
     if action == "unsilence":
         active = await ui.api.get("/api/v1/alerts/silences")
         for s in active:

@@ -190,7 +190,7 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
         except SHOWN_ERRORS as error:
             return html.P(problem_text(error), className="error"), dash.no_update
         summary = (f"Stored {stored['name']}: {stored['rows']:,} {stored['tf']} bars from "
-                   f"{when(stored['first_start'])} to {when(stored['last_start'])} UTC "
+                   f"{when(stored['first_start'])} to {when(stored['last_start'])} "
                    f"({stored['source_format']}).")  # fmt: skip
         return html.P(summary, className="status-line", id="data-upload-stored"), changed + 1
 

@@ -29,6 +29,7 @@ def layout(ui: Ui, instrument: str = "", tf: str = "1s", live: str = "on", **_: 
                           value=["on"] if live == "on" else [], className="check"),
         ]),
         html.Div(id="market-info", className="info"),
+        dcc.Store(id="market-found"),  # the instruments the page read
         dcc.Loading(html.Div(id="market-chart", className="chart"), type="dot", delay_show=300),
     ])  # fmt: skip
 
@@ -36,6 +37,7 @@ def layout(ui: Ui, instrument: str = "", tf: str = "1s", live: str = "on", **_: 
 def callbacks(app: dash.Dash, ui: Ui) -> None:
     @app.callback(
         Output("market-instrument", "options"), Output("market-instrument", "value"),
+        Output("market-found", "data"),
         Input("market-loaded", "data"), Input("api-epoch", "data"),
         State("market-instrument", "value"),
     )  # fmt: skip
@@ -43,23 +45,19 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
         try:
             found = await ui.api.get("/api/v1/instruments")
         except SHOWN_ERRORS:
-            return ([chosen] if chosen else []), chosen
+            return ([chosen] if chosen else []), chosen, dash.no_update
         names = [i["instrument"] for i in found]
         # the value only when it must change: a new value re-runs the chart
-        return names, dash.no_update if chosen in names or not names else names[0]
+        return names, dash.no_update if chosen in names or not names else names[0], found
 
     @app.callback(
         Output("market-tf", "options"), Input("market-instrument", "value"),
-        State("market-tf", "value"),
+        Input("market-found", "data"), State("market-tf", "value"),
     )  # fmt: skip
-    async def timeframes(instrument: str | None, tf: str) -> list[str]:
-        if not instrument:
-            return [tf]
-        try:
-            found = await ui.api.get("/api/v1/instruments")
-        except SHOWN_ERRORS:
-            return [tf]
-        for i in found:
+    def timeframes(instrument: str | None, found: list[dict[str, Any]] | None,
+                   tf: str) -> list[str]:  # fmt: skip
+        """The instrument's stored timeframes (from the list the page read)."""
+        for i in found or []:
             if i["instrument"] == instrument:
                 return sorted(set(i["timeframes"]) | {tf}, key=timeframe_ms)
         return [tf]

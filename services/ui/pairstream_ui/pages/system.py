@@ -54,7 +54,7 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
             age = i.get("last_trade_age_s")
             inst.append(html.Tr([
                 html.Td(i["instrument"]), html.Td(", ".join(i["timeframes"])),
-                html.Td(when(i.get("last_bar")) + " UTC"), html.Td(span(age)),
+                html.Td(when(i.get("last_bar"))), html.Td(span(age)),
             ]))  # fmt: skip
         return (html.Table(head + rows, className="table", id="system-table"),
                 html.Table(inst, className="table"))  # fmt: skip
