@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import urlencode
 
 import orjson
 
 from pairstream.clock import Clock, SystemClock
-from pairstream.messages import timeframe_ms
+from pairstream.messages import HedgeMethod, timeframe_ms
 
 from .client import ApiClient, ApiDownError, ApiError
 from .config import UiSettings
@@ -21,8 +21,12 @@ from .config import UiSettings
 SHOWN_ERRORS = (ApiDownError, ApiError)
 
 
-#: The most items :meth:`Ui.collect` reads from a paginated route.
-COLLECT_MAX = 10_000
+#: Items asked for per page (the API's default page size: within any API_MAX_PAGE_LIMIT).
+PAGE = 1_000
+#: The hedge-ratio methods, in the order the pages offer them.
+METHODS: tuple[str, ...] = get_args(HedgeMethod)
+#: The chart windows (bars) a page offers, beside ``UI_POINTS``.
+WINDOWS = (120, 300, 600, 1800, 3600)
 
 
 @dataclass(frozen=True)
@@ -40,35 +44,43 @@ class Ui:
                 return None
             raise
 
-    def window_start(self, latest: Any, field: str, tf: str) -> int | None:
-        """The start of a window of ``points`` ending at the newest ``field`` of a
+    def windows(self) -> list[int]:
+        """The chart windows offered (bars), ``UI_POINTS`` among them."""
+        return sorted({*WINDOWS, self.settings.points})
+
+    def points(self, text: str | None) -> int:
+        """A window from the URL, else ``UI_POINTS``."""
+        try:
+            value = int(text or "")
+        except ValueError:
+            return self.settings.points
+        return value if value in self.windows() else self.settings.points
+
+    def window_start(self, latest: Any, field: str, tf: str, points: int) -> int | None:
+        """The start of a window of ``points`` bars ending at the newest ``field`` of a
         ``…/latest`` answer: ``None`` when there is none yet."""
         newest = _newest(latest, field)
         if newest is None:
             return None
-        return int(newest) - (self.settings.points - 1) * timeframe_ms(tf)
+        return int(newest) - (points - 1) * timeframe_ms(tf)
 
-    async def window(self, path: str, start: int | None, **params: Any) -> list[dict[str, Any]]:
+    async def window(
+        self, path: str, start: int | None, points: int, **params: Any
+    ) -> list[dict[str, Any]]:
         """Every item of a paginated route from ``start`` (``points`` at most; none while
         ``start`` is ``None``: nothing stored yet)."""
         if start is None:
             return []
-        points = self.settings.points
-        return (await self.collect(path, most=points, start=start, **params))[-points:]
-
-    async def collect(
-        self, path: str, *, most: int = COLLECT_MAX, **params: Any
-    ) -> list[dict[str, Any]]:
-        """The items of a paginated route, oldest first, page after page until ``most``."""
         items: list[dict[str, Any]] = []
         cursor = None
-        while len(items) < most:
-            page = await self.api.get(path, cursor=cursor, limit=most, **params)
+        while len(items) < points:
+            page = await self.api.get(path, start=start, cursor=cursor,
+                                      limit=min(points - len(items), PAGE), **params)  # fmt: skip
             items += page["items"]
             cursor = page.get("next_cursor")
             if not cursor:
                 break
-        return items
+        return items[-points:]
 
 
 def _newest(latest: Any, field: str) -> int | None:
@@ -123,6 +135,11 @@ def field_errors(error: Exception, fields: Collection[str]) -> dict[str, str]:
         message = str(e.get("message"))
         out.setdefault(name, []).append(f"{part}: {message}" if part else message)
     return {k: "; ".join(v) for k, v in out.items()}
+
+
+def dataset_label(d: Mapping[str, Any]) -> str:
+    """How a picker shows an uploaded dataset."""
+    return f"{d['name']} ({d['tf']}, {d['rows']:,} bars)"
 
 
 def when(ms: int | None) -> str:

@@ -4,12 +4,15 @@ versions, auth (401 without a key, 403 with a read key) and rule tests equal to
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pairstream.alerts.history import replay_rules
 from pairstream.alerts.rules import Rule
 from pairstream.db import connection
+from pairstream.testing import unique
 
 from ..conftest import PAIR, Stocked
 
@@ -135,3 +138,50 @@ async def test_silences_are_created_listed_and_ended_with_a_write_key(
     assert again.status_code == 404
     assert bad.status_code == 422
     assert "until" in bad.json()["detail"]
+
+
+async def test_alert_history_pages_cover_the_episodes_once_oldest_or_newest_first(
+    api: Callable[..., Any], stocked: Stocked
+) -> None:
+    rule_id = unique("history")
+    t0 = datetime(2024, 7, 18, tzinfo=UTC)
+    ids = [uuid.uuid4() for _ in range(5)]
+    async with connection(stocked.db) as conn:
+        await conn.executemany(
+            "INSERT INTO alert_history (alert_id, rule_id, rule_version, subject, tf, severity, "
+            "kind, state, started_ts, message, updated_at) VALUES ($1, $2, 1, $3, '1s', "
+            "'warning', 'threshold', $4, $5, $6, now())",
+            [(a, rule_id, PAIR, "firing" if i % 2 else "resolved",
+              t0 + timedelta(seconds=i // 2), f"episode {i}") for i, a in enumerate(ids)],
+        )  # fmt: skip
+    try:
+        async with api() as server, server.client() as client:
+
+            async def pages(**params: Any) -> list[list[str]]:
+                out, cursor = [], None
+                while True:
+                    page = (await client.get("/api/v1/alerts", params={
+                        "rule": rule_id, "limit": 2, **params,
+                        **({"cursor": cursor} if cursor else {})})).json()  # fmt: skip
+                    out.append([a["alert_id"] for a in page["items"]])
+                    cursor = page["next_cursor"]
+                    if not cursor:
+                        return out
+
+            oldest = await pages()
+            newest = await pages(order="desc")
+            firing = await pages(order="desc", state="firing")
+            bad = await client.get("/api/v1/alerts", params={"order": "newest"})
+        # two episodes share each started_ts: the alert id orders them
+        by_time = sorted(ids, key=lambda a: (ids.index(a) // 2, str(a)))
+        assert [a for p in oldest for a in p] == [str(a) for a in by_time]
+        assert [a for p in newest for a in p] == [str(a) for a in reversed(by_time)]
+        assert [len(p) for p in newest] == [2, 2, 1]
+        assert [a for p in firing for a in p] == [
+            str(a) for a in reversed(by_time) if ids.index(a) % 2
+        ]
+        assert bad.status_code == 422
+        assert bad.json()["errors"][0]["field"] == "order"
+    finally:
+        async with connection(stocked.db) as conn:
+            await conn.execute("DELETE FROM alert_history WHERE rule_id = $1", rule_id)

@@ -142,6 +142,10 @@ async def test_a_rule_written_in_the_editor_fires_into_the_live_feed_and_is_mana
         await p.page.wait_for_selector("#alerts-status >> text=silenced until", timeout=10_000)
         silences = (await client.get("/api/v1/alerts/silences")).json()
         assert [s["rule_id"] for s in silences if s["rule_id"] == rule_id] == [rule_id]
+        await p.page.click(f"#alerts-rules-table tr:has-text('{rule_id}') >> text=unsilence")
+        await p.page.wait_for_selector("#alerts-status >> text=no longer silenced", timeout=10_000)
+        silences = (await client.get("/api/v1/alerts/silences")).json()
+        assert [s for s in silences if s["rule_id"] == rule_id] == []
         await p.page.click(f"#alerts-rules-table tr:has-text('{rule_id}') >> text=delete")
         await p.page.wait_for_selector("#alerts-status >> text=deleted", timeout=10_000)
         assert (await client.get(f"/api/v1/alerts/rules/{rule_id}")).status_code == 404

@@ -16,7 +16,7 @@ from pairstream.messages import Bar
 from pairstream.testing import unique
 
 from ..conftest import PAIR, Stocked
-from .test_pages import drawn
+from .test_pages import choose, drawn, in_url
 
 BAR_COLUMNS = ["start", "open", "high", "low", "close", "volume", "quote_volume",
                "buy_volume", "trades", "vwap"]  # fmt: skip
@@ -32,12 +32,6 @@ def bars_csv(bars: list[Bar], broken_row: int | None = None) -> bytes:
         writer.writerow([b.start, b.open, b.high, low, b.close, b.volume, b.quote_volume,
                          b.buy_volume, b.trades, b.vwap])  # fmt: skip
     return out.getvalue().encode()
-
-
-async def choose(page: Any, dropdown: str, label: str) -> None:
-    """Picks the option ``label`` of a Dash dropdown."""
-    await page.click(dropdown)
-    await page.get_by_role("option", name=label, exact=True).click(timeout=10_000)
 
 
 async def upload(page: Any, data: bytes) -> None:
@@ -71,7 +65,7 @@ async def test_a_backtest_run_in_the_form_shows_the_apis_metrics_trades_and_fiel
         rows = await p.page.locator("#backtest-trades tr").count()
         assert rows == len(want["trades"]) + 1  # and the header
         assert await p.page.locator("#backtest-error-entry_z").is_hidden()
-        assert "entry_z=1.5" in p.page.url  # the form in the URL: a link reruns it
+        await in_url(p.page, "entry_z=1.5")  # the form in the URL: a link reruns it
         await p.shot(artifacts, "backtest-run")
         assert p.errors == []
 

@@ -11,13 +11,24 @@ import msgspec
 import pytest
 
 from pairstream.db import connection
+from pairstream.infra import Endpoints
 from pairstream.messages import Bar
+from pairstream.settings import RedisSettings
+from pairstream_analytics.config import AnalyticsSettings
 
-from ..conftest import PAIR, Stocked
+from ..conftest import PAIR, Stocked, serving
+from .conftest import dashboard
 
 # the points of a chart's first trace
 POINTS = """(id) => { const g = document.querySelector(id + ' .js-plotly-plot');
     return g && g.data && g.data[0] && g.data[0].x ? g.data[0].x.length : 0; }"""
+
+
+async def in_url(page: Any, part: str) -> None:
+    """Waits until the page's URL holds ``part`` (the controls' state is written to it
+    after the view it names is drawn)."""
+    await page.wait_for_function("(part) => location.href.includes(part)", arg=part,
+                                 polling=50, timeout=10_000)  # fmt: skip
 
 
 async def points(page: Any, chart: str) -> int:
@@ -102,11 +113,42 @@ async def choose(page: Any, dropdown: str, label: str) -> None:
     await page.get_by_role("option", name=label, exact=True).click(timeout=10_000)
 
 
-async def test_changing_instrument_tf_and_method_redraws_what_they_name_and_the_url(
-    ui: tuple[Any, str], new_page: Any, stocked: Stocked, minute: list[Bar]
-) -> None:
-    server, url = ui
-    async with new_page(url) as p, server.client() as client:
+PAIR2 = "usdm:ETHUSDT-usdm:BTCUSDT"
+
+
+@pytest.fixture
+async def second_pair(stocked: Stocked) -> AsyncIterator[AnalyticsSettings]:
+    """A second configured pair for one test: the stocked pair's analytics copied under
+    ``PAIR2`` with the z-score negated (deleted after); the analytics settings naming both."""
+    tables = ("analytics_spread", "analytics_zscore", "analytics_stats")
+    async with connection(stocked.db) as conn:
+        for table in tables:
+            await conn.execute(f"CREATE TEMP TABLE copied AS SELECT * FROM {table} "
+                               "WHERE pair = $1", PAIR)  # fmt: skip
+            await conn.execute("UPDATE copied SET pair = $1", PAIR2)
+            if table == "analytics_zscore":
+                await conn.execute("UPDATE copied SET zscore = -zscore")
+            await conn.execute(f"INSERT INTO {table} SELECT * FROM copied")
+            await conn.execute("DROP TABLE copied")
+    try:
+        yield stocked.analytics.model_copy(update={"pairs": (PAIR, PAIR2)})
+    finally:
+        async with connection(stocked.db) as conn:
+            for table in tables:
+                await conn.execute(f"DELETE FROM {table} WHERE pair = $1", PAIR2)
+
+
+async def test_changing_instrument_tf_method_and_pair_redraws_what_they_name_and_the_url(
+    new_page: Any, stocked: Stocked, minute: list[Bar], second_pair: AnalyticsSettings,
+    endpoints: Endpoints,
+) -> None:  # fmt: skip
+    redis = RedisSettings(REDIS_URL=endpoints.redis_url)
+    async with (
+        serving(stocked.db, stocked.kafka, stocked.topics, second_pair, redis) as server,
+        dashboard(server.url) as url,
+        new_page(url) as p,
+        server.client() as client,
+    ):
         await p.open("/?instrument=usdm:BTCUSDT&tf=1s")
         await drawn(p.page, "#market-candles", at_least=100)
         btc = await p.page.evaluate(TRACE, ["#market-candles", 0])
@@ -118,7 +160,7 @@ async def test_changing_instrument_tf_and_method_redraws_what_they_name_and_the_
         eth = await p.page.evaluate(TRACE, ["#market-candles", 0])
         eth_bars = [b.close for b in stocked.bars if b.symbol == "ETHUSDT"]
         assert eth["close"] == eth_bars[-len(eth["close"]) :]  # ETH's closes, newest last
-        assert "instrument=usdm%3AETHUSDT" in p.page.url
+        await in_url(p.page, "instrument=usdm%3AETHUSDT")
         await choose(p.page, "#market-tf", "1m")
         await p.page.wait_for_function(
             "(n) => { const d = (" + TRACE + ")(['#market-candles', 0]); "
@@ -127,7 +169,7 @@ async def test_changing_instrument_tf_and_method_redraws_what_they_name_and_the_
         drawn_minutes = await p.page.evaluate(TRACE, ["#market-candles", 0])
         assert drawn_minutes["close"] == [b.close for b in minute]
         assert drawn_minutes["x"] == [b.start for b in minute]
-        assert "tf=1m" in p.page.url
+        await in_url(p.page, "tf=1m")
 
         await p.open(f"/pair?pair={PAIR}&tf=1s&method=ols")
         await drawn(p.page, "#pair-zscore", at_least=100)
@@ -142,5 +184,17 @@ async def test_changing_instrument_tf_and_method_redraws_what_they_name_and_the_
             "tf": "1s", "method": "kalman", "limit": 10_000})).json()  # fmt: skip
         want = [a["zscore"] for a in page["items"] if a["zscore"] is not None]
         assert kalman["y"] == want[-len(kalman["y"]) :]  # the Kalman z-scores
-        assert "method=kalman" in p.page.url
+        await in_url(p.page, "method=kalman")
+
+        await p.page.click("#pair-pair")
+        await p.page.get_by_role("option", name=PAIR2).click(timeout=10_000)
+        await p.page.wait_for_function(
+            "(first) => { const d = (" + TRACE + ")(['#pair-zscore', 0]); "
+            "return d && d.y && d.y.length && d.y[d.y.length - 1] === first; }",
+            arg=-kalman["y"][-1], polling=50, timeout=15_000)  # fmt: skip
+        other = await p.page.evaluate(TRACE, ["#pair-zscore", 0])
+        assert other["y"] == [-z for z in kalman["y"]]  # the other pair's z-scores
+        legs = await p.page.evaluate(TRACE, ["#pair-legs", 0])
+        assert legs is not None
+        await in_url(p.page, "pair=usdm%3AETHUSDT-usdm%3ABTCUSDT")
         assert p.errors == []

@@ -62,6 +62,22 @@ async def validated(request: Request, model: type[M], state: State) -> M:
         raise invalid_fields(error.errors(), "body") from None
 
 
+HISTORY = """
+    SELECT alert_id, rule_id, rule_version, subject, tf, method, severity, kind, state,
+           started_ts, ended_ts, value, threshold, message, labels::text AS labels
+    FROM alert_history
+    WHERE ($1::text IS NULL OR rule_id = $1) AND ($2::text IS NULL OR subject = $2)
+      AND ($3::text IS NULL OR severity = $3) AND ($4::text IS NULL OR state = $4)
+      AND ($5::timestamptz IS NULL OR started_ts >= $5)
+      AND ($6::timestamptz IS NULL OR started_ts < $6)
+      AND ($7::timestamptz IS NULL OR (started_ts, alert_id::text) {after} ($7, $8::text))
+    ORDER BY started_ts {order}, alert_id::text {order} LIMIT $9
+"""
+#: the history query per order: a page continues after (asc) or before (desc) the cursor
+HISTORY_SQL = {"asc": HISTORY.format(after=">", order="ASC"),
+               "desc": HISTORY.format(after="<", order="DESC")}  # fmt: skip
+
+
 @router.get("/alerts", summary="Alert history")
 async def alert_history(
     window: TimeWindow, conn: Conn, _: ReadKey,
@@ -69,23 +85,15 @@ async def alert_history(
     subject: Annotated[str | None, Query(max_length=200, description="Pair or instrument.")] = None,
     severity: Literal["info", "warning", "critical"] | None = None,
     state: Literal["firing", "resolved", "nodata"] | None = None,
+    order: Annotated[Literal["asc", "desc"], Query(
+        description="`asc`: oldest first; `desc`: newest first (a page of the latest).")] = "asc",
 ) -> Page[AlertPublic]:  # fmt: skip
-    """Episodes by the bar where they started firing (within the range), oldest first."""
+    """Episodes by the bar where they started firing (within the range), oldest first
+    unless ``order=desc``."""
     after = window.cursor
     rows = await conn.fetch(
-        """
-        SELECT alert_id, rule_id, rule_version, subject, tf, method, severity, kind, state,
-               started_ts, ended_ts, value, threshold, message, labels::text AS labels
-        FROM alert_history
-        WHERE ($1::text IS NULL OR rule_id = $1) AND ($2::text IS NULL OR subject = $2)
-          AND ($3::text IS NULL OR severity = $3) AND ($4::text IS NULL OR state = $4)
-          AND ($5::timestamptz IS NULL OR started_ts >= $5)
-          AND ($6::timestamptz IS NULL OR started_ts < $6)
-          AND ($7::timestamptz IS NULL OR (started_ts, alert_id::text) > ($7, $8::text))
-        ORDER BY started_ts, alert_id::text LIMIT $9
-        """,
-        rule, subject, severity, state, window.start_at, window.end_at, window.after_at,
-        "" if after is None else after.key, window.limit + 1,
+        HISTORY_SQL[order], rule, subject, severity, state, window.start_at, window.end_at,
+        window.after_at, "" if after is None else after.key, window.limit + 1,
     )  # fmt: skip
     items = [AlertPublic(**alert_of(r)) for r in rows[: window.limit]]
     more = len(rows) > window.limit

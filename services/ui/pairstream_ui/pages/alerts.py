@@ -13,7 +13,7 @@ from dash import ALL, Input, Output, State, dcc, html
 from pairstream.alerts.rules import RuleSpec
 
 from ..context import (
-    COLLECT_MAX,
+    METHODS,
     SHOWN_ERRORS,
     Ui,
     field_errors,
@@ -25,7 +25,6 @@ from . import Page
 
 SEVERITIES = ("info", "warning", "critical")
 STATES = ("firing", "resolved", "nodata")
-METHODS = ("ols", "huber", "kalman")
 HISTORY_ROWS = 200  # the newest episodes shown
 #: the editor's fields: (id suffix, label); an API error on ``condition.value`` is shown
 #: under ``condition``
@@ -287,10 +286,12 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
         filters: dict[str, Any] = {"rule": rule or None, "subject": subject or None,
                                    "severity": severity, "state": state}  # fmt: skip
         q = query(filters)
-        try:
-            items = await ui.collect("/api/v1/alerts", **filters)
+        try:  # the newest page only
+            page = await ui.api.get("/api/v1/alerts", order="desc", limit=HISTORY_ROWS,
+                                    **filters)  # fmt: skip
         except SHOWN_ERRORS as error:
             return html.P(problem_text(error), className="error"), q
+        items = page["items"]
         if not items:
             return html.P("No alerts match.", className="muted"), q
         head = html.Tr([html.Th(h) for h in ("started", "ended", "state", "severity", "rule",
@@ -301,13 +302,11 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
             html.Td(a["severity"], className=f"sev sev-{a['severity']}"),
             html.Td(a["rule_id"]), html.Td(a["subject"]), html.Td(_f(a["value"])),
             html.Td(a["message"]),
-        ]) for a in reversed(items[-HISTORY_ROWS:])]  # fmt: skip
-        more = f", the newest {HISTORY_ROWS} shown" if len(items) > HISTORY_ROWS else ""
-        if len(items) >= COLLECT_MAX:
-            more = (f": more than {COLLECT_MAX:,} match, the last {HISTORY_ROWS} of the first "
-                    f"{COLLECT_MAX:,} shown — narrow the filters")  # fmt: skip
-        count = f"{len(items)} episode" + ("" if len(items) == 1 else "s")
-        return html.Div([html.P(f"{count}{more}.", className="muted"),
+        ]) for a in items]  # fmt: skip
+        count = (f"The newest {len(items)} episodes (more in the CSV export)"
+                 if page.get("next_cursor") else
+                 f"{len(items)} episode" + ("" if len(items) == 1 else "s"))  # fmt: skip
+        return html.Div([html.P(f"{count}.", className="muted"),
                          html.Table([head, *rows], className="table",
                                     id="alerts-history-table")]), q  # fmt: skip
 

@@ -12,10 +12,9 @@ from dash import Input, Output, State, dcc, html
 from pairstream.messages import timeframe_ms
 
 from .. import figures
-from ..context import SHOWN_ERRORS, Ui, field_errors, query, when
+from ..context import METHODS, SHOWN_ERRORS, Ui, dataset_label, field_errors, query, when
 from . import Page
 
-METHODS = ("ols", "huber", "kalman")
 #: the form's fields, in the order of the callback's states (numbers, then the rest)
 NUMBERS = ("entry_z", "exit_z", "stop_z", "fee_bps", "slippage_bps", "capital")
 TEXTS = ("pair", "tf", "method", "start", "end", "dataset_y", "dataset_x")
@@ -158,27 +157,24 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
         names = [p["pair"] for p in configured]
         tfs = sorted({t for p in configured for t in p["timeframes"]} | {tf}, key=timeframe_ms)
         value = dash.no_update if chosen in names or not names else names[0]
-        sets = [{"label": f"{d['name']} ({d['tf']}, {d['rows']:,} bars)", "value": d["name"]}
-                for d in datasets]  # fmt: skip
+        sets = [{"label": dataset_label(d), "value": d["name"]} for d in datasets]
         return names, value, tfs, sets, sets
 
     @app.callback(
         Output("backtest-result", "children"), Output("backtest-query", "data"),
         *[Output(f"backtest-error-{n}", "children") for n in (*FIELDS, "general")],
-        Input("backtest-run", "n_clicks"), Input("theme", "data"),
+        Input("backtest-run", "n_clicks"), State("theme", "data"),
         *[State(f"backtest-{n}", "value") for n in FIELDS], prevent_initial_call=True,
     )  # fmt: skip
-    async def run(clicks: int | None, theme: str, *values: Any) -> tuple[Any, ...]:
-        if not clicks:
-            raise dash.exceptions.PreventUpdate  # a theme change before any run
+    async def run(_: int, theme: str, *values: Any) -> tuple[Any, ...]:
         form = dict(zip(FIELDS, values, strict=True))
         q = query(form)
         try:
             result = await ui.api.request("POST", "/api/v1/backtest", json=body_of(form))
         except SHOWN_ERRORS as error:
-            errors = field_errors(error, FIELDS)
-            if "datasets" in (errors.get("general") or ""):
-                errors["dataset_y"] = errors.pop("general")
+            errors = field_errors(error, (*FIELDS, "datasets"))
+            if "datasets" in errors:  # datasets.y / datasets.x: under the pickers
+                errors["dataset_y"] = errors.pop("datasets")
             return ("", q, *[errors.get(n, "") for n in (*FIELDS, "general")])
         blank = [""] * (len(FIELDS) + 1)
         if not result["bars"]:

@@ -12,12 +12,12 @@ from typing import Any
 import dash
 from dash import Input, Output, State, dcc, html
 
+from pairstream.messages import timeframe_ms
+
 from .. import figures
 from ..client import ApiError
-from ..context import SHOWN_ERRORS, Ui, problem_text, query, when
+from ..context import METHODS, SHOWN_ERRORS, Ui, dataset_label, problem_text, query, when
 from . import Page
-
-METHODS = ("ols", "huber", "kalman")
 
 
 def layout(ui: Ui, instrument: str = "", pair: str = "", tf: str = "1s", method: str = "ols",
@@ -35,7 +35,7 @@ def layout(ui: Ui, instrument: str = "", pair: str = "", tf: str = "1s", method:
                                                  options=[pair] if pair else [],
                                                  className="dropdown wide")]),
                 html.Label(["timeframe", dcc.Dropdown(id="data-tf", value=tf,
-                                                      options=["1s", "1m", "1h"],
+                                                      options=[tf],
                                                       clearable=False,
                                                       className="dropdown small")]),
                 html.Label(["method", dcc.Dropdown(id="data-method", value=method,
@@ -125,23 +125,23 @@ def _problems(error: ApiError) -> Any:
 def callbacks(app: dash.Dash, ui: Ui) -> None:
     @app.callback(
         Output("data-instrument", "options"), Output("data-pair", "options"),
-        Output("data-y", "options"), Output("data-x", "options"),
+        Output("data-y", "options"), Output("data-x", "options"), Output("data-tf", "options"),
         Input("data-loaded", "data"), Input("data-datasets-changed", "data"),
-        Input("api-epoch", "data"),
+        Input("api-epoch", "data"), State("data-tf", "value"),
     )  # fmt: skip
-    async def choices(*_: Any) -> tuple[Any, ...]:
+    async def choices(_: Any, __: Any, ___: Any, tf: str) -> tuple[Any, ...]:
         try:
             instruments = await ui.api.get("/api/v1/instruments")
             pairs = await ui.api.get("/api/v1/pairs")
             datasets = await ui.api.get("/api/v1/uploads")
         except SHOWN_ERRORS:
-            return [], [], [], []
-        sets = [{"label": f"{d['name']} ({d['tf']}, {d['rows']:,} bars)",
-                 "value": f"dataset:{d['name']}"} for d in datasets]  # fmt: skip
+            return [], [], [], [], [tf]
+        sets = [{"label": dataset_label(d), "value": f"dataset:{d['name']}"} for d in datasets]
         live = [{"label": f"{i['instrument']} (stored bars)",
                  "value": f"instrument:{i['instrument']}"} for i in instruments]  # fmt: skip
+        tfs = sorted({t for i in instruments for t in i["timeframes"]} | {tf}, key=timeframe_ms)
         return ([i["instrument"] for i in instruments], [p["pair"] for p in pairs], sets,
-                sets + live)  # fmt: skip
+                sets + live, tfs)  # fmt: skip
 
     @app.callback(
         Output("data-links", "children"), Output("data-query", "data"),
@@ -156,7 +156,8 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
 
     @app.callback(
         Output("data-upload-result", "children"), Output("data-datasets-changed", "data"),
-        Input("data-upload", "contents"), State("data-upload", "filename"),
+        Output("data-upload", "contents"), Input("data-upload", "contents"),
+        State("data-upload", "filename"),
         State("data-name", "value"), State("data-market", "value"),
         State("data-symbol", "value"), State("data-upload-tf", "value"),
         State("data-replace", "value"), State("data-datasets-changed", "data"),
@@ -164,45 +165,21 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
     )  # fmt: skip
     async def upload(contents: str | None, filename: str | None, name: str | None,
                      market: str | None, symbol: str | None, tf: str | None,
-                     replace: list[str], changed: int) -> tuple[Any, Any]:  # fmt: skip
+                     replace: list[str], changed: int) -> tuple[Any, ...]:  # fmt: skip
+        """Stores the dropped file; the drop zone is emptied (the same file may come again)."""
         if not contents:
             raise dash.exceptions.PreventUpdate
-        if not (name or "").strip():
-            return html.P("Name the dataset first (lower-case letters, digits, . _ -).",
-                          className="error"), dash.no_update  # fmt: skip
-        try:
-            data = base64.b64decode(contents.split(",", 1)[1], validate=True)
-        except (IndexError, binascii.Error):
-            return html.P("The browser sent an unreadable file.", className="error"), dash.no_update
-        form = {k: v for k, v in {"name": (name or "").strip(), "market": market,
-                                  "symbol": (symbol or "").strip() or None,
-                                  "tf": (tf or "").strip() or None}.items() if v}  # fmt: skip
-        try:
-            stored = await ui.api.request(
-                "POST",
-                "/api/v1/uploads",
-                data=form,
-                params={"replace": "true"} if replace else None,
-                files={"file": (filename or "upload.csv", data, "text/csv")},
-            )
-        except ApiError as error:
-            return _problems(error), dash.no_update
-        except SHOWN_ERRORS as error:
-            return html.P(problem_text(error), className="error"), dash.no_update
-        summary = (f"Stored {stored['name']}: {stored['rows']:,} {stored['tf']} bars from "
-                   f"{when(stored['first_start'])} to {when(stored['last_start'])} "
-                   f"({stored['source_format']}).")  # fmt: skip
-        return html.P(summary, className="status-line", id="data-upload-stored"), changed + 1
+        result, changed_now = await _upload(ui, contents, filename, name, market, symbol, tf,
+                                            bool(replace), changed)  # fmt: skip
+        return result, changed_now, None
 
     @app.callback(
         Output("data-analysis", "children"), Output("data-analysis-info", "children"),
-        Input("data-analyse", "n_clicks"), Input("theme", "data"), State("data-y", "value"),
+        Input("data-analyse", "n_clicks"), State("theme", "data"), State("data-y", "value"),
         State("data-x", "value"), State("data-a-method", "value"), prevent_initial_call=True,
     )  # fmt: skip
-    async def analyse(clicks: int | None, theme: str, y: str | None, x: str | None,
+    async def analyse(_: int, theme: str, y: str | None, x: str | None,
                       method: str) -> tuple[Any, Any]:  # fmt: skip
-        if not clicks:
-            raise dash.exceptions.PreventUpdate
         if not y or not x:
             return "", html.Span("Choose both legs.", className="error")
         try:
@@ -225,6 +202,37 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
         return html.Div([html.Div(dcc.Graph(id=f"data-{name}", figure=fig,
                                             config={"displaylogo": False}), className="chart")
                          for name, fig in charts], className="charts"), info  # fmt: skip
+
+
+async def _upload(ui: Ui, contents: str, filename: str | None, name: str | None,
+              market: str | None, symbol: str | None, tf: str | None, replace: bool,
+              changed: int) -> tuple[Any, Any]:  # fmt: skip
+    if not (name or "").strip():
+        return html.P("Name the dataset first (lower-case letters, digits, . _ -).",
+                      className="error"), dash.no_update  # fmt: skip
+    try:
+        data = base64.b64decode(contents.split(",", 1)[1], validate=True)
+    except (IndexError, binascii.Error):
+        return html.P("The browser sent an unreadable file.", className="error"), dash.no_update
+    form = {k: v for k, v in {"name": (name or "").strip(), "market": market,
+                              "symbol": (symbol or "").strip() or None,
+                              "tf": (tf or "").strip() or None}.items() if v}  # fmt: skip
+    try:
+        stored = await ui.api.request(
+            "POST",
+            "/api/v1/uploads",
+            data=form,
+            params={"replace": "true"} if replace else None,
+            files={"file": (filename or "upload.csv", data, "text/csv")},
+        )
+    except ApiError as error:
+        return _problems(error), dash.no_update
+    except SHOWN_ERRORS as error:
+        return html.P(problem_text(error), className="error"), dash.no_update
+    summary = (f"Stored {stored['name']}: {stored['rows']:,} {stored['tf']} bars from "
+               f"{when(stored['first_start'])} to {when(stored['last_start'])} "
+               f"({stored['source_format']}).")  # fmt: skip
+    return html.P(summary, className="status-line", id="data-upload-stored"), changed + 1
 
 
 async def _leg(ui: Ui, choice: str, tf: str | None) -> tuple[dict[str, Any], str]:

@@ -16,7 +16,8 @@ from ..context import SHOWN_ERRORS, Ui, live_chart, problem_text, query, span
 from . import Page
 
 
-def layout(ui: Ui, instrument: str = "", tf: str = "1s", live: str = "on", **_: Any) -> Any:
+def layout(ui: Ui, instrument: str = "", tf: str = "1s", live: str = "on", bars: str = "",
+           **_: Any) -> Any:  # fmt: skip
     return html.Div([
         html.H2("Market"),
         html.Div(className="controls", children=[
@@ -25,6 +26,9 @@ def layout(ui: Ui, instrument: str = "", tf: str = "1s", live: str = "on", **_: 
                                                    clearable=False, className="dropdown")]),
             html.Label(["timeframe", dcc.Dropdown(id="market-tf", value=tf, clearable=False,
                                                   options=[tf], className="dropdown small")]),
+            html.Label(["window (bars)", dcc.Dropdown(id="market-bars", value=ui.points(bars),
+                                                      options=ui.windows(), clearable=False,
+                                                      className="dropdown small")]),
             dcc.Checklist(id="market-live", options=[{"label": " live", "value": "on"}],
                           value=["on"] if live == "on" else [], className="check"),
         ]),
@@ -66,12 +70,13 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
         Output("market-chart", "children"), Output("market-info", "children"),
         Output("market-query", "data"),
         Input("market-instrument", "value"), Input("market-tf", "value"),
-        Input("market-live", "value"), Input("theme", "data"), Input("api-epoch", "data"),
+        Input("market-live", "value"), Input("market-bars", "value"), Input("theme", "data"),
+        Input("api-epoch", "data"),
     )  # fmt: skip
-    async def chart(instrument: str | None, tf: str, live: list[str], theme: str,
+    async def chart(instrument: str | None, tf: str, live: list[str], points: int, theme: str,
                     _: Any) -> tuple[Any, Any, str]:  # fmt: skip
         on = "on" if live else "off"
-        q = query({"instrument": instrument, "tf": tf, "live": on})
+        q = query({"instrument": instrument, "tf": tf, "live": on, "bars": points})
         if not instrument:
             return (
                 _wrap(figures.empty("waiting for the first instrument…", theme, 560), None),
@@ -83,14 +88,14 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
                 ui.latest(f"/api/v1/bars/{instrument}/latest", tf),
                 ui.api.get("/api/v1/instruments"),
             )
-            start = ui.window_start(latest, "start", tf)
-            bars = await ui.window(f"/api/v1/bars/{instrument}", start, tf=tf)
+            start = ui.window_start(latest, "start", tf, points)
+            bars = await ui.window(f"/api/v1/bars/{instrument}", start, points, tf=tf)
         except SHOWN_ERRORS as error:
             return _wrap(figures.empty(problem_text(error), theme, 560), None), "", q
         fig = figures.candles(bars, instrument, theme)
         if not bars:
             figures.waiting(fig, f"waiting for the first {tf} bars of {instrument}…")
-        spec = None if not live else {"max": ui.settings.points, "series": [
+        spec = None if not live else {"max": points, "series": [
             {"channel": f"bars:{instrument}:{tf}", "trace": 0, "x": "start", "ohlc": True},
             {"channel": f"bars:{instrument}:{tf}", "trace": 1, "x": "start", "y": "vwap"},
             {"channel": f"bars:{instrument}:{tf}", "trace": 2, "x": "start", "y": "volume"},

@@ -12,15 +12,15 @@ from dash import Input, Output, State, dcc, html
 from pairstream.messages import timeframe_ms
 
 from .. import figures
-from ..context import SHOWN_ERRORS, Ui, live_chart, problem_text, query
+from ..context import METHODS, SHOWN_ERRORS, Ui, live_chart, problem_text, query
 from . import Page
 
-METHODS = ("ols", "huber", "kalman")
 CHARTS = ("legs", "hedge", "spread", "zscore", "correlation")
 
 
 def layout(ui: Ui, pair: str = "", tf: str = "1s", method: str = "ols", k: str = "2",
-           entry: str = "", exit: str = "", live: str = "on", **_: Any) -> Any:  # fmt: skip
+           entry: str = "", exit: str = "", live: str = "on", bars: str = "",
+           **_: Any) -> Any:  # fmt: skip
     return html.Div([
         html.H2("Pair"),
         html.Div(className="controls", children=[
@@ -32,6 +32,9 @@ def layout(ui: Ui, pair: str = "", tf: str = "1s", method: str = "ols", k: str =
             html.Label(["method", dcc.Dropdown(id="pair-method", value=method,
                                                options=list(METHODS), clearable=False,
                                                className="dropdown small")]),
+            html.Label(["window (bars)", dcc.Dropdown(id="pair-bars", value=ui.points(bars),
+                                                      options=ui.windows(), clearable=False,
+                                                      className="dropdown small")]),
             html.Label(["band k·σ", _number("pair-k", _float(k, 2.0), 0.1)]),
             html.Label(["entry z", _number("pair-entry", _float(entry, None), 0)]),
             html.Label(["exit z", _number("pair-exit", _float(exit, None), 0)]),
@@ -82,14 +85,15 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
         Output("pair-exit", "placeholder"),
         Input("pair-pair", "value"), Input("pair-tf", "value"), Input("pair-method", "value"),
         Input("pair-k", "value"), Input("pair-entry", "value"), Input("pair-exit", "value"),
-        Input("pair-live", "value"), Input("theme", "data"), Input("api-epoch", "data"),
+        Input("pair-live", "value"), Input("pair-bars", "value"), Input("theme", "data"),
+        Input("api-epoch", "data"),
     )  # fmt: skip
     async def charts(pair: str | None, tf: str, method: str, k: float | None,
-                     entry: float | None, exit_z: float | None, live: list[str], theme: str,
-                     _: Any) -> tuple[Any, ...]:  # fmt: skip
+                     entry: float | None, exit_z: float | None, live: list[str], bars: int,
+                     theme: str, _: Any) -> tuple[Any, ...]:  # fmt: skip
         k = k or 2.0
         q = query({"pair": pair, "tf": tf, "method": method, "k": k, "entry": entry,
-                   "exit": exit_z, "live": "on" if live else "off"})  # fmt: skip
+                   "exit": exit_z, "live": "on" if live else "off", "bars": bars})  # fmt: skip
         if not pair:
             return figures_div({"zscore": figures.empty("waiting for the first pair…", theme)},
                                {}), "", q, "", ""  # fmt: skip
@@ -102,12 +106,15 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
                 raise LookupError(f"{pair} is not a configured pair")
             entry = config["entry_z"] if entry is None else entry
             exit_z = config["exit_z"] if exit_z is None else exit_z
-            start = ui.window_start(latest, "ts", tf)
+            start = ui.window_start(latest, "ts", tf, bars)
             methods = [m for m in METHODS if m in config["methods"]]
             fetched = await asyncio.gather(
-                *(ui.window(f"/api/v1/analytics/{pair}", start, tf=tf, method=m) for m in methods),
                 *(
-                    ui.window(f"/api/v1/bars/{leg}", start, tf=tf)
+                    ui.window(f"/api/v1/analytics/{pair}", start, bars, tf=tf, method=m)
+                    for m in methods
+                ),
+                *(
+                    ui.window(f"/api/v1/bars/{leg}", start, bars, tf=tf)
                     for leg in (config["y"], config["x"])
                 ),
             )
@@ -145,7 +152,7 @@ def callbacks(app: dash.Dash, ui: Ui) -> None:
                      "when": {"signal": s}} for i, s in enumerate(figures.SIGNALS)],
                 "correlation": [{"channel": a, "trace": 0, "x": "ts", "y": "correlation"}],
             }  # fmt: skip
-        drawn = figures_div(figs, specs, ui.settings.points)
+        drawn = figures_div(figs, specs, bars)
         levels = f"{config['entry_z']:g}", f"{config['exit_z']:g}"  # the pair's, when left empty
         return drawn, stats_card(latest or {}, method), q, *levels
 
