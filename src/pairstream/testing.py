@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import inspect
 import signal
+import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -32,6 +34,29 @@ def unique(prefix: str) -> str:
     """A name no other test uses: ``<prefix>-<12 hex digits>`` (``_`` for SQL identifiers)."""
     sep = "_" if "_" in prefix else "-"
     return f"{prefix}{sep}{uuid.uuid4().hex[:12]}"
+
+
+@contextlib.asynccontextmanager
+async def served(app: Any, port: int = 0) -> AsyncIterator[str]:
+    """An ASGI app under uvicorn in this process on a socket of its own (``port`` 0: the
+    kernel's choice; reused at once when given), until the block ends: its URL."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        await eventually(lambda: server.started or task.done(), timeout=60)
+        if task.done():
+            task.result()
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
+        sock.close()
 
 
 def topics_under(tag: str) -> TopicSettings:

@@ -5,7 +5,6 @@ July BTC/ETH 1s bars and what the real analytics worker computed from them."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -14,7 +13,6 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-import uvicorn
 
 from pairstream.analytics.batch import analyze
 from pairstream.clock import SystemClock
@@ -24,7 +22,7 @@ from pairstream.infra import Endpoints
 from pairstream.kafka import MessageProducer, contract_topics, ensure_topics
 from pairstream.messages import Bar
 from pairstream.settings import DatabaseSettings, KafkaSettings, RedisSettings, TopicSettings
-from pairstream.testing import bar_messages, eventually, topics_under, unique
+from pairstream.testing import bar_messages, eventually, served, topics_under, unique
 from pairstream_analytics.config import AnalyticsSettings
 from pairstream_analytics.worker import AnalyticsWorker
 from pairstream_api.config import ApiSettings
@@ -130,27 +128,6 @@ async def serving(
                      analytics_settings=analytics)  # fmt: skip
     async with served(app, values["port"]) as url:
         yield Server(url, app)
-
-
-@asynccontextmanager
-async def served(app: Any, port: int = 0) -> AsyncIterator[str]:
-    """An ASGI app under uvicorn in this process on a socket of its own (``port`` 0: the
-    kernel's choice; reused at once when given), until the block ends: its URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        await eventually(lambda: server.started or task.done(), timeout=60)
-        if task.done():
-            task.result()
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 15)
-        sock.close()
 
 
 @pytest.fixture

@@ -51,6 +51,7 @@ TARGET_WS_P99_MS = 100.0
 TARGET_STUCK_DELAY_MS = 10.0
 T0 = 1_760_000_000_000
 RANGE_BARS = 10_000
+RANGE_QUERIES = 200  # a p99 of fewer than 100 samples is their maximum
 STUCK_PAIRS = 3
 WS_QUEUE = 5000
 FLOOD = "bars:usdm:FLOODUSDT:1s"  # only the stuck client's: bars that fill its buffers
@@ -88,6 +89,9 @@ class ApiBench:
     ws_clients: int
     ws_pairs: int
     fanout: FanOut
+    # the p99 of each of the three identical runs without a stuck client (their median is
+    # what the target is checked on: one run's p99 is its worst tick's)
+    fanout_p99s_ms: list[float]
     with_stuck_client: FanOut
     # the median tick's p99 over every run with a stuck client minus over every run
     # without; a run's own p99 is its worst tick's, which varies by more than the effect
@@ -452,7 +456,7 @@ async def bench_api(
             latest, latest_ms = await load(port, lambda i: latest_path, concurrency, seconds)
             constant, _ = await load(port, lambda i: "/api/v1/version", concurrency, seconds)
             bare, _ = await load(port, lambda i: "/health/live", concurrency, seconds)
-            ranges = sorted(await range_query(port, 40))
+            ranges = sorted(await range_query(port, RANGE_QUERIES))
             paired = []  # without, then with a stuck client, alternately: the run-to-run
             for _ in range(STUCK_PAIRS):  # spread is larger than the effect measured
                 alone = await fanout(url, kafka, topics, names, clients, 1.0, ws_seconds)
@@ -473,6 +477,8 @@ async def bench_api(
                  and not s.lost]  # fmt: skip
     ratio = latest / constant if constant else 0.0
     stuck_delay = _tick_p99(b for _, b in paired) - _tick_p99(a for a, _ in paired)
+    alone_p99s = [a.p99_ms for a, _ in paired]
+    alone_p99 = statistics.median(alone_p99s)
     delays = [_tick_p99([b]) - _tick_p99([a]) for a, b in paired]
     return ApiBench(
         concurrency=concurrency, seconds=seconds, latest_gets_per_s=latest,
@@ -480,7 +486,8 @@ async def bench_api(
         latest_p99_ms=round(percentile(latest_ms, 0.99), 2), range_bars=RANGE_BARS,
         range_p50_ms=round(percentile(ranges, 0.5), 1),
         range_p99_ms=round(percentile(ranges, 0.99), 1), ws_clients=clients, ws_pairs=pairs,
-        fanout=run, with_stuck_client=with_stuck, stuck_delay_ms=round(stuck_delay, 1),
+        fanout=run, fanout_p99s_ms=alone_p99s, with_stuck_client=with_stuck,
+        stuck_delay_ms=round(stuck_delay, 1),
         stuck_delays_ms=[round(d, 1) for d in delays],
         steps=steps, max_sustained_messages_per_s=max(sustained, default=0),
         cpus=os.cpu_count() or 1, python=platform.python_version(),
@@ -489,8 +496,9 @@ async def bench_api(
             f"…/latest GETs ≥ {TARGET_GETS_PER_S:,}/s": latest >= TARGET_GETS_PER_S,
             f"p99 of a {RANGE_BARS:,}-bar range ≤ {TARGET_RANGE_P99_MS:g} ms":
                 percentile(ranges, 0.99) <= TARGET_RANGE_P99_MS,
-            f"WebSocket p99 ≤ {TARGET_WS_P99_MS:g} ms at {run.messages_out_per_s:,} msg/s, "
-            "0 lost": run.p99_ms <= TARGET_WS_P99_MS and run.lost == 0,
+            f"WebSocket p99 ≤ {TARGET_WS_P99_MS:g} ms at {run.messages_out_per_s:,} msg/s "
+            f"(median of {len(paired)} runs), 0 lost":
+                alone_p99 <= TARGET_WS_P99_MS and all(a.lost == 0 for a, _ in paired),
             f"a stuck client delays the others ≤ {TARGET_STUCK_DELAY_MS:g} ms (p99)":
                 stuck_delay <= TARGET_STUCK_DELAY_MS
                 and all(b.lost == 0 and b.stuck_dropped > 0 for _, b in paired),

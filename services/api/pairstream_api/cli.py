@@ -162,6 +162,9 @@ def bench_api(
             + (f"; the stuck one dropped {run.stuck_dropped:,}" if run is r.with_stuck_client
                else ""),
         )  # fmt: skip
+    runs = ", ".join(f"{p:.1f}" for p in r.fanout_p99s_ms)
+    table.add_row(f"WebSocket p99 at {r.fanout.messages_out_per_s:,} msg/s, "
+                  f"{len(r.fanout_p99s_ms)} runs", runs)  # fmt: skip
     each = ", ".join(f"{d:+.1f}" for d in r.stuck_delays_ms)
     table.add_row("stuck client's delay of the others (median tick's p99, 3 pairs of runs)",
                   f"{r.stuck_delay_ms:+.1f} ms ({each})")  # fmt: skip

@@ -34,6 +34,8 @@ async def test_bench_api_reports_http_range_and_websocket_figures(
     assert result.with_stuck_client.stuck_dropped > 0  # it was stuck while measured
     assert result.fanout.stuck_dropped == 0
     assert len(result.stuck_delays_ms) == 3
+    assert result.fanout_p99s_ms[0] == result.fanout.p99_ms
+    assert len(result.fanout_p99s_ms) == 3
     for run in (result.fanout, result.with_stuck_client, *result.steps):
         assert len(run.tick_p99s_ms) == 2 * run.rate_per_pair_per_s  # one per tick of 2 s
         assert max(run.tick_p99s_ms) <= run.max_ms

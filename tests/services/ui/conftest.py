@@ -24,15 +24,10 @@ import redis.asyncio as aioredis
 from pairstream.infra import Endpoints
 from pairstream.testing import unique
 from pairstream_ui.app import create_app
+from pairstream_ui.bench import BROWSER_FLAGS
 from pairstream_ui.config import UiSettings
 
 from ..conftest import Server, Stocked, served
-
-BROWSER_FLAGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--no-first-run", "--disable-quic", "--window-size=1440,1000",
-]  # fmt: skip
 
 
 def chromium_path() -> str | None:

@@ -13,8 +13,8 @@ import orjson
 import pytest
 
 from pairstream.kafka import MessageProducer
-from pairstream.messages import Bar, SpreadUpdate, StatsUpdate, ZScoreUpdate
 from pairstream.status import percentile
+from pairstream_ui.bench import tick
 
 from ..conftest import PAIR, Stocked
 from .test_pages import drawn, points
@@ -22,30 +22,6 @@ from .test_pages import drawn, points
 TICKS = 20
 CHARTS = ("zscore", "legs", "spread", "hedge", "correlation")
 SPACING_S = 0.5  # twice the 1s bars' cadence
-
-
-def tick(stocked: Stocked, ts: int, i: int) -> list[tuple[str, Any]]:
-    """One new 1s point of every chart of the Pair page (OLS): both legs' bars, the
-    spread, the z-score and the stats."""
-    topics, out = stocked.topics, []
-    last = {b.symbol: b for b in stocked.bars[-2:]}
-    for symbol, bar in last.items():
-        c = bar.close * (1 + 1e-4 * math.sin(i))
-        out.append((topics.bars("1s"), Bar(
-            market="usdm", symbol=symbol, tf="1s", start=ts, open=c, high=c, low=c, close=c,
-            volume=1.0, quote_volume=c, trades=1, vwap=c, buy_volume=0.5,
-            first_trade_id=10**9 + i, last_trade_id=10**9 + i, final=True, ts_event=ts + 999,
-            ts_init=ts + 1000,
-        )))  # fmt: skip
-    z = 2.5 * math.sin(i / 3)
-    common = {"pair": PAIR, "tf": "1s", "ts": ts, "ts_event": ts + 999, "ts_init": ts + 1000}
-    out.append((topics.spread, SpreadUpdate(method="ols", hedge_ratio=13.0 + i / 100,
-                                            intercept=1.0, spread=z, **common)))  # fmt: skip
-    out.append((topics.zscore, ZScoreUpdate(method="ols", window=20, spread=z, mean=0.0,
-                                            std=1.0, zscore=z, **common)))  # fmt: skip
-    out.append((topics.stats, StatsUpdate(method="ols", correlation=0.5, adf_stat=-3.0,
-                                          adf_pvalue=0.01, half_life=8.0, **common)))  # fmt: skip
-    return out
 
 
 async def test_live_points_reach_every_pair_chart_in_order_within_the_targets(
@@ -68,11 +44,12 @@ async def test_live_points_reach_every_pair_chart_in_order_within_the_targets(
         )
         start_stats = await p.page.evaluate("JSON.stringify(window.pairstreamLive.stats)")
         base = max(b.start for b in stocked.bars)
+        last = {b.symbol: b for b in stocked.bars[-2:]}
         sent = []
         async with MessageProducer(stocked.kafka) as producer:
             for i in range(TICKS):
                 ts = base + (i + 1) * 1000
-                for topic, message in tick(stocked, ts, i):
+                for topic, message in tick(stocked.topics, PAIR, last, ts, i):
                     await producer.send(topic, message)
                 await producer.flush()
                 sent.append(2.5 * math.sin(i / 3))
