@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from pairstream.settings import LogSettings
 
 #: Loggers of the libraries underneath, held at ``LOG_LIBRARY_LEVEL``.
-LIBRARIES = ("aiokafka", "faust", "mode", "asyncio")
+LIBRARIES = ("aiokafka", "faust", "mode", "asyncio", "httpx")
 #: The values :class:`pairstream.settings.LogSettings` accepts (a test keeps them equal).
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 FORMATS = ("console", "json")

@@ -39,6 +39,10 @@ def bench_ui(
     except ImportError as error:
         raise fail(RuntimeError("pairstream bench ui needs playwright (pip install "
                                 "'pairstream[dev]')")) from error  # fmt: skip
+    import logging
+
+    # a line per WebSocket the bench's pages open
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     with bench_infra(), err().status("benchmarking the dashboard in headless Chromium…"):
         try:
             r = asyncio.run(run_bench(bars=bars, ticks=ticks, spacing_s=spacing_s))

@@ -46,7 +46,8 @@ async def relay(browser: WebSocket, settings: UiSettings) -> None:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        gone_api = any(t is tasks[0] and not t.cancelled() for t in done)
+        # which side ended it (an unexpected failure is raised here, not left in a task)
+        gone_api = tasks[0] in done and tasks[0].result()
     if gone_api:
         await _down_and_close(browser, "the API closed the feed")
 
@@ -59,11 +60,17 @@ async def _down_and_close(browser: WebSocket, detail: str) -> None:
         await browser.close(1013, "API unavailable")
 
 
-async def _down(api: ClientConnection, browser: WebSocket) -> None:
-    """API → browser, frame by frame (the API's frames are one message or an array)."""
-    with contextlib.suppress(ConnectionClosed):
+async def _down(api: ClientConnection, browser: WebSocket) -> bool:
+    """API → browser, frame by frame (the API's frames are one message or an array);
+    whether the API ended it (``False``: the browser went away)."""
+    try:
         async for frame in api:
             await browser.send_text(frame if isinstance(frame, str) else frame.decode())
+    except ConnectionClosed:
+        return True
+    except WebSocketDisconnect:
+        return False
+    return True
 
 
 async def _up(browser: WebSocket, api: ClientConnection) -> None:
