@@ -131,7 +131,7 @@ async def test_a_rule_written_in_the_editor_fires_into_the_live_feed_and_is_mana
         stored_alert = p.page.locator("#alerts-history-table tr", has_text=rule_id)
         await stored_alert.wait_for(timeout=30_000)  # the history refreshes by itself
         assert "firing" in await stored_alert.inner_text()
-        await p.shot(artifacts, "alerts")
+        await p.shot(artifacts, "alerts-feed")
 
         # disable, silence, delete from the table
         await p.page.click(f"#alerts-rules-table tr:has-text('{rule_id}') >> text=disable")
