@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TypeVar
@@ -106,6 +107,11 @@ def test_up_runs_every_service_offline_raises_a_default_alert_and_stops_cleanly_
             if api and dashboard:
                 break
         assert exports is not None, "".join(seen)
+        # keep reading its output: a full pipe would block every service's logging
+        drained = len(seen)
+        reader = threading.Thread(target=lambda: seen.extend(iter(proc.stdout.readline, "")),
+                                  daemon=True)  # fmt: skip
+        reader.start()
         ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", exports)]
         assert len(ports) == 3
         assert all(port_in_use("127.0.0.1", p) for p in ports)
@@ -149,9 +155,13 @@ def test_up_runs_every_service_offline_raises_a_default_alert_and_stops_cleanly_
         assert spread.method == "kalman"  # the windowed methods need 300 bars first
         # the default rule: |z| >= ANALYTICS_ENTRY_Z on the Kalman z-score, once its 60-bar
         # window is full (a minute of 1s bars)
-        alert = asyncio.run(
-            first_message(bootstrap, topics.alerts, Codec(topics.alerts, Alert), timeout=120)
-        )
+        try:
+            alert = asyncio.run(
+                first_message(bootstrap, topics.alerts, Codec(topics.alerts, Alert), timeout=180)
+            )
+        except AssertionError:
+            print("".join(seen[-200:]))  # what the services said meanwhile
+            raise
         assert (alert.rule_id, alert.state, alert.method) == (
             "default-zscore-1s",
             "firing",
@@ -162,9 +172,11 @@ def test_up_runs_every_service_offline_raises_a_default_alert_and_stops_cleanly_
         family = psutil.Process(proc.pid).children(recursive=True)
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        rest, _ = proc.communicate(timeout=15)
+        proc.wait(timeout=15)
         took = time.monotonic() - started
-        assert proc.returncode == 0, "".join(seen) + rest
+        reader.join(timeout=5)
+        rest = "".join(seen[drained:])
+        assert proc.returncode == 0, "".join(seen)
         assert took < 10, f"stopping took {took:.1f}s"
         assert not any(port_in_use("127.0.0.1", p) for p in [*ports, api_port])
         assert not [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]

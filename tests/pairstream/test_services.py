@@ -100,7 +100,8 @@ def test_every_service_command_is_on_the_cli() -> None:
     commands = set(root.commands)  # type: ignore[attr-defined]
     bench = set(root.commands["bench"].commands)  # type: ignore[attr-defined]
     expected = {
-        "ingest", "replay", "resampler", "analytics", "analyze", "alerts", "api", "up", "settings",
+        "ingest", "replay", "resampler", "analytics", "analyze", "alerts", "api", "ui", "up",
+        "settings",
     }  # fmt: skip
     assert expected <= commands
-    assert bench == {"ingest", "resampler", "analytics", "alerts", "api"}
+    assert bench == {"ingest", "resampler", "analytics", "alerts", "api", "ui"}

@@ -11,7 +11,7 @@ import dash
 from dash import Input, Output, State, dcc, html, set_props
 from fastapi import WebSocket
 
-from . import downloads, proxy
+from . import downloads, figures, proxy
 from .client import ApiClient
 from .config import UiSettings
 from .context import SHOWN_ERRORS, Ui, problem_text
@@ -42,11 +42,14 @@ def create_app(settings: UiSettings | None = None) -> dash.Dash:
     )  # fmt: skip
     # plotly.js as an async script from the first byte (the browser fetches and compiles
     # it while the layout and the first callbacks run; dcc.Graph takes window.Plotly), and
-    # our bundle of the traces drawn (1.2 MB, services/ui/plotly) instead of the full 4.8 MB
-    plotly_js = app.get_asset_url("vendor/plotly.min.js")
-    app.index_string = dash.dash._default_index.replace(
-        "{%css%}", f'{{%css%}}\n        <script async src="{plotly_js}"></script>'
-    )
+    # our bundle of the traces drawn (1.2 MB, services/ui/plotly) instead of the full 4.8 MB;
+    # and dcc's graph and dropdown chunks, which it would fetch only once a page shows one
+    suites = app.get_relative_path("/_dash-component-suites/dash/dcc/")
+    early = [app.get_asset_url("vendor/plotly.min.js"), f"{suites}async-graph.js",
+             f"{suites}async-dropdown.js"]  # fmt: skip
+    tags = "".join(f'\n        <script async src="{src}"></script>' for src in early)
+    app.index_string = dash.dash._default_index.replace("{%css%}", "{%css%}" + tags)
+    figures.prime()
     for page in PAGES:
         page.register(app, ui)
     app.layout = html.Div(id="shell", children=[

@@ -31,4 +31,4 @@ async def test_bench_ui_reports_first_draws_live_delays_and_bytes(
     assert 0 < result.bytes_per_tick <= 5_000
     figures = orjson.loads(result.as_json())
     assert set(figures["targets"]) == set(result.targets)
-    assert len(result.targets) == 4
+    assert len(result.targets) == 5
