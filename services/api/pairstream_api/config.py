@@ -66,12 +66,6 @@ class ApiSettings(ServiceSettings):
     ws_heartbeat_s: float = Field(
         default=15.0, gt=0, description="Heartbeat interval of idle WebSocket connections."
     )
-    ws_compression: bool = Field(
-        default=False,
-        description="Offer permessage-deflate on the WebSocket (`pairstream api`). Off: it "
-        "would compress every frame once per client, about a third of the fan-out's send "
-        "cost; on: less bandwidth for clients far away.",
-    )  # fmt: skip
     ws_max_channels: int = Field(
         default=200, ge=1, description="Channels one WebSocket connection may subscribe to."
     )

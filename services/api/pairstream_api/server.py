@@ -21,6 +21,5 @@ def serve(settings: ApiSettings) -> None:
         log_config=None,
         access_log=False,
         proxy_headers=False,
-        ws_per_message_deflate=settings.ws_compression,
         lifespan="on",
     )
