@@ -8,6 +8,7 @@ v0.6.0 does). Correctness never rests on it: consumers dedupe by trade id.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -259,3 +260,39 @@ async def stop_consumer(
             await consumer.commit(processed)
     finally:
         await consumer.stop()
+
+
+async def seek_to_end(consumer: AIOKafkaConsumer, timeout_s: float = 5.0) -> None:
+    """Position each assigned partition after its last record, wherever the broker says
+    the end is.
+
+    ``auto_offset_reset="latest"`` trusts the broker's end offset, and Tansu reports the
+    last batch's first offset + 1: a consumer starting there replays the rest of that
+    batch (old records, taken for new ones). So the record before the reported end is
+    read, and the position set after the last record of that first answer. Records
+    produced meanwhile are skipped, as if the consumer had started a moment later.
+    """
+    tps = sorted(consumer.assignment())
+    if not tps:
+        return
+    begins = await consumer.beginning_offsets(tps)
+    ends = await consumer.end_offsets(tps)
+    positions: dict[TopicPartition, int] = {}
+    for tp in tps:
+        if ends[tp] > begins[tp]:
+            consumer.seek(tp, ends[tp] - 1)
+        else:
+            positions[tp] = ends[tp]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    pending = [tp for tp in tps if tp not in positions]
+    while pending and loop.time() < deadline:
+        batches = await consumer.getmany(*pending, timeout_ms=200)
+        for tp, records in batches.items():
+            if records:
+                positions[tp] = records[-1].offset + 1
+        pending = [tp for tp in pending if tp not in positions]
+    for tp in pending:  # the last record did not come back in time: as reported
+        positions[tp] = ends[tp]
+    for tp, offset in positions.items():
+        consumer.seek(tp, offset)

@@ -18,6 +18,7 @@ from pairstream.kafka import (
     ensure_topics,
     log_size,
     partition_counts,
+    seek_to_end,
     start_producer,
     stop_consumer,
 )
@@ -191,3 +192,33 @@ async def test_log_size_from_acks_counts_every_record_in_batches_of_any_size(
     finally:
         await consumer.stop()
     assert len(read) == expected
+
+
+async def test_seek_to_end_starts_after_the_last_record_even_inside_a_large_last_batch(
+    kafka_settings: KafkaSettings,
+) -> None:
+    name = unique("end")
+    await ensure_topics([TopicRequest(name, 3), TopicRequest(unique("empty"), 1)], kafka_settings)
+    async with MessageProducer(kafka_settings) as producer:
+        for n in (50, 300):  # partition 2 stays empty; the last batches are large
+            futures = [await producer.raw.send(name, b"old", partition=i % 2) for i in range(n)]
+            await asyncio.gather(*futures)
+    consumer = create_consumer([name], None, kafka_settings, auto_offset_reset="latest")
+    await consumer.start()
+    try:
+        await seek_to_end(consumer)
+        async with MessageProducer(kafka_settings) as producer:
+            for partition in (0, 1, 2):
+                await (await producer.raw.send(name, b"new", partition=partition))
+        read: list[bytes] = []
+
+        async def three() -> bool:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                read.extend(r.value for r in records if r.value is not None)
+            return len(read) >= 3
+
+        await eventually(three, timeout=20)
+        await three()  # nothing more
+    finally:
+        await consumer.stop()
+    assert read == [b"new"] * 3  # a plain "latest" start also replays old records here

@@ -17,8 +17,9 @@ the queue is full its oldest messages are dropped, counted and the client told
 (``dropped``), and its sequence numbers then show the gap. A subscription's snapshot
 carries the channel's sequence number at subscription; the messages after it follow it.
 
-The consumer has no group (each process reads every partition) and starts at the end of
-each topic. Records it cannot decode are skipped and counted (``api_live_invalid``): the
+The consumer has no group (each process reads every partition) and starts after the last
+record of each topic (``seek_to_end``: not the broker's reported end, which Tansu
+under-reports). Records it cannot decode are skipped and counted (``api_live_invalid``): the
 producing services dead-letter bad input, this is a reader of their output.
 """
 
@@ -37,7 +38,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from pairstream.codec import Codec, MessageDecodeError
 from pairstream.instruments import parse_instrument, parse_pair
-from pairstream.kafka import create_consumer
+from pairstream.kafka import create_consumer, seek_to_end
 from pairstream.messages import (
     Alert,
     Bar,
@@ -271,6 +272,7 @@ class LiveHub:
                 continue
             self.consumer = consumer
             try:
+                await seek_to_end(consumer)
                 while True:
                     batches = await consumer.getmany(timeout_ms=1_000, max_records=5_000)
                     # positions are set by the first fetch: the cache follows from here on
