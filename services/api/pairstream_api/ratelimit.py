@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 REDIS_RETRY_S = 5.0  # a request does not wait for a Redis that just failed
 LEASE_FRACTION = 0.01
 MAX_LEASE = 64
+TTL_ROUNDING_S = 0.5
 MAX_IDENTITIES = 10_000  # leases kept (least recently used dropped: they hold < a lease)
 
 
@@ -98,7 +99,8 @@ class RateLimiter:
             if lease.take(self.clock.now_ms() / 1000):
                 return 0.0
             await self._refill(lease, identity)
-            if lease.take(self.clock.now_ms() / 1000):
+            if lease.left > 0:  # leased in a live window, though it may end any moment
+                lease.left -= 1
                 return 0.0
             return self._wait(lease.until)
 
@@ -110,7 +112,9 @@ class RateLimiter:
         )
         stats = await self._redis.get_window_stats(self.item, identity)
         lease.left = max(0, min(self.lease, self.item.amount - (total - self.lease)))
-        lease.until = stats.reset_time
+        # Redis's TTL is in whole seconds rounded to the nearest: the window may end half a
+        # second before the reset time reported, and the rest of a lease is not used then
+        lease.until = stats.reset_time - TTL_ROUNDING_S
         if self.redis_down:
             self.redis_down = False
             log.info("rate limits: Redis back; counting there again")

@@ -4,6 +4,7 @@ processes, at most a lease per process short of it, exact for small limits."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 from pairstream.clock import SystemClock
 from pairstream.infra import Endpoints
@@ -42,3 +43,24 @@ async def test_without_redis_the_limit_counts_in_memory() -> None:
     assert waits[:3] == [0.0] * 3
     assert waits[3] >= 1
     assert limiter.redis_down
+
+
+class CeilingClock(SystemClock):
+    def now_ms(self) -> int:
+        return -(-time.time_ns() // 1_000_000)
+
+
+async def test_requests_under_the_limit_are_allowed_up_to_the_end_of_each_window(
+    endpoints: Endpoints,
+) -> None:
+    # a lease of one: every request counts in Redis, also in a window's last half second,
+    # where Redis's TTL (whole seconds, rounded) already says 0; read in milliseconds rounded
+    # up, the clock is past that reset time at once (rounded down, only mostly not)
+    limiter = RateLimiter("100/second", endpoints.redis_url, CeilingClock())
+    identity = unique("ip:")
+    waits = []
+    for _ in range(40):  # 3 s of windows, about 13 requests in each
+        waits.append(await limiter.hit(identity))
+        await asyncio.sleep(0.075)
+    assert limiter.lease == 1
+    assert waits == [0.0] * 40
