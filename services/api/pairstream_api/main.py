@@ -192,6 +192,9 @@ async def _open(state: ApiState) -> None:
     # full passes, which otherwise pause long responses (a 10,000-bar page) by ~30 ms
     gc.collect()
     gc.freeze()
+    # and collect the young generation after 100,000 net allocations, not 700: a page's
+    # rows then mostly die before a pass traverses them (bench api: range p99 47 → 42 ms)
+    gc.set_threshold(100_000, 10, 10)
 
 
 def _hub_ended(task: asyncio.Task[None]) -> None:
