@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 RECENT = 256  # messages kept per channel for snapshots (PostgreSQL may not hold them yet)
 PROBE_S = 1.0  # how often the broker is asked whether it is up
 PROBE_TIMEOUT_S = 2.0
+KEEP_S = 1.0  # how often clients are looked at for heartbeats and stuck sends, at most
 
 BAR_FIELDS = ("open", "high", "low", "close", "volume", "quote_volume", "trades", "vwap",
               "buy_volume", "revision", "final")  # fmt: skip
@@ -75,16 +76,32 @@ def dumps(message: dict[str, Any]) -> str:
 
 
 class Client:
-    """One connection's queue of encoded messages (see the module doc)."""
+    """One connection's queue of encoded messages (see the module doc).
 
-    def __init__(self, limit: int, on_drop: Callable[[int], None]) -> None:
+    Its sender stamps ``sending_since`` (monotonic s) around each send and ``last_sent``
+    after it; the hub's keeper reads them for heartbeats and to cut off a client that
+    takes too long (``cut_off``: its sender is cancelled, ``too_slow`` set) — one timer for
+    all clients instead of one per frame.
+    """
+
+    def __init__(self, limit: int, on_drop: Callable[[int], None], now: float = 0.0) -> None:
         self.limit = limit
         self.queue: deque[str] = deque()
         self.wake = asyncio.Event()
         self.dropped = 0  # since the client was last told
         self.channels: set[str] = set()
+        self.sender: asyncio.Task[None] | None = None
+        self.sending_since: float | None = None
+        self.last_sent = now
+        self.too_slow = False
         self._held: dict[str, deque[str]] = {}  # channels waiting for their snapshot
         self._on_drop = on_drop
+
+    def cut_off(self) -> None:
+        """Stop the sender of a client that does not take what is sent."""
+        self.too_slow = True
+        if self.sender is not None:
+            self.sender.cancel()
 
     def push(self, text: str) -> None:
         if len(self.queue) >= self.limit:
@@ -237,10 +254,29 @@ class LiveHub:
     # -- the consumer -----------------------------------------------------------------
 
     async def run(self) -> None:
-        """Consume until cancelled, through broker outages, with the broker probe beside."""
+        """Consume until cancelled, through broker outages, with the broker probe and the
+        clients' keeper beside."""
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._probe())
             tasks.create_task(self._consume())
+            tasks.create_task(self._keep())
+
+    async def _keep(self) -> None:
+        """Heartbeats to idle clients; clients stuck in one send too long are cut off."""
+        s, clock = self.state.settings, self.state.clock
+        period = min(KEEP_S, s.ws_heartbeat_s / 2, s.ws_send_timeout_s / 4)
+        while True:
+            await asyncio.sleep(period)
+            now = clock.monotonic()
+            beat: str | None = None
+            for client in self.clients:
+                since = client.sending_since
+                if since is not None:
+                    if now - since > s.ws_send_timeout_s:
+                        client.cut_off()
+                elif not client.queue and now - client.last_sent >= s.ws_heartbeat_s:
+                    beat = beat or dumps({"type": "heartbeat", "ts": clock.now_ms()})
+                    client.push(beat)
 
     async def _probe(self) -> None:
         while True:

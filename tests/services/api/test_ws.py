@@ -5,6 +5,8 @@ reconnect, auth, bad requests, and ``…/latest`` answered from Redis."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -231,6 +233,27 @@ async def test_bad_requests_get_errors_and_the_connection_stays_usable(
         await live.subscribe("alerts", "scan:1s", snapshot=5)
         await live.wait(lambda c: len(c.of("snapshot")) == 2)
         assert [s["channel"] for s in live.of("snapshot")] == ["alerts", "scan:1s"]
+
+
+async def test_an_idle_connection_gets_heartbeats_and_a_busy_one_does_not(
+    api: Callable[..., Any], stocked: Stocked
+) -> None:
+    async with (
+        api(ws_heartbeat_s=1.0) as server, MessageProducer(stocked.kafka) as producer,
+        LiveClient(ws_url(server)) as idle, LiveClient(ws_url(server)) as busy,
+    ):  # fmt: skip
+        market = Market(stocked, producer, offset_s=300_000)
+        await busy.subscribe(BARS, snapshot=0)
+        await following(busy, market)
+        mark = len(busy.messages)
+        for _ in range(35):  # a bar every 0.1 s for 3.5 s
+            await market.bars(1)
+            await asyncio.sleep(0.1)
+        await idle.wait(lambda c: len(c.of("heartbeat")) >= 3, timeout=10)
+        beats = [m["_received"] for m in idle.of("heartbeat")]
+        assert all(b - a >= 800 for a, b in itertools.pairwise(beats))  # 1 s, give or take
+        assert idle.of("hello")[0]["heartbeat_s"] == 1.0
+        assert not [m for m in busy.messages[mark:] if m["type"] == "heartbeat"]
 
 
 async def test_the_socket_needs_a_key_when_reads_are_closed(

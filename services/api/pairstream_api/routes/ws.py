@@ -94,15 +94,15 @@ async def live(websocket: WebSocket) -> None:
         await _refuse(websocket, refused)
         return
     s = state.settings
-    client = Client(s.ws_queue, state.metrics.ws_dropped.inc)
+    client = Client(s.ws_queue, state.metrics.ws_dropped.inc, state.clock.monotonic())
     hub.add(client)
     client.push(dumps({"type": "hello", "heartbeat_s": s.ws_heartbeat_s,
                        "kafka": hub.status()["kafka"]}))  # fmt: skip
     try:
         async with asyncio.TaskGroup() as tasks:
-            sender = tasks.create_task(_send(websocket, client, state))
+            client.sender = tasks.create_task(_send(websocket, client, state))
             await _receive(websocket, client, hub, state)
-            sender.cancel()
+            client.sender.cancel()
     except* WebSocketDisconnect:
         pass
     except* _TooSlowError:
@@ -140,13 +140,12 @@ async def _close(websocket: WebSocket, code: int, reason: str) -> None:
 
 
 async def _send(websocket: WebSocket, client: Client, state: ApiState) -> None:
-    s, metrics = state.settings, state.metrics
+    """Send what is queued, as it comes (heartbeats and the send timeout are the hub's
+    keeper's: no timer per frame)."""
+    sent, clock = state.metrics.ws_sent, state.clock
     while True:
         if not client.queue and not client.dropped:
-            try:
-                await asyncio.wait_for(client.wake.wait(), s.ws_heartbeat_s)
-            except TimeoutError:
-                client.push(dumps({"type": "heartbeat", "ts": state.clock.now_ms()}))
+            await client.wake.wait()
         client.wake.clear()
         if client.dropped:
             client.queue.appendleft(dumps({"type": "dropped", "count": client.dropped}))
@@ -154,12 +153,15 @@ async def _send(websocket: WebSocket, client: Client, state: ApiState) -> None:
         while client.queue:
             n = min(len(client.queue), BATCH)
             batch = [client.queue.popleft() for _ in range(n)]
+            client.sending_since = clock.monotonic()
             try:
-                async with asyncio.timeout(s.ws_send_timeout_s):
-                    await websocket.send_text(batch[0] if n == 1 else f"[{','.join(batch)}]")
-            except TimeoutError:
-                raise _TooSlowError from None
-            metrics.ws_sent.inc(n)
+                await websocket.send_text(batch[0] if n == 1 else f"[{','.join(batch)}]")
+            except asyncio.CancelledError:
+                if client.too_slow:
+                    raise _TooSlowError from None
+                raise
+            client.last_sent, client.sending_since = client.sending_since, None
+            sent.inc(n)
 
 
 def _error(client: Client, detail: str, **about: Any) -> None:
