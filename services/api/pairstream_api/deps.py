@@ -3,8 +3,9 @@ the caller's API key (read or write access).
 
 Each dependency takes the request itself rather than other dependencies: FastAPI solves
 every nested dependency anew per request (about 25 µs each), which made the key check
-and rate limit cost more than a cached snapshot. The OpenAPI security schemes the
-``Security()`` helpers would declare are added by :mod:`.openapi` instead."""
+and rate limit cost more than a cached snapshot; the rate limit is part of the key
+check. The OpenAPI security schemes the ``Security()`` helpers would declare are added
+by :mod:`.openapi` instead."""
 
 from __future__ import annotations
 
@@ -54,8 +55,10 @@ async def _current_key(request: Request, state: ApiState) -> ApiKey | None:
 
 
 async def read_access(request: Request) -> ApiKey | None:
-    """The caller's key, when reads need one (``API_OPEN_READS`` off) or it gave one."""
+    """The caller's key, when reads need one (``API_OPEN_READS`` off) or it gave one;
+    rate limited first."""
     state = request.app.state.api
+    await _rate_limit(request, state)
     key = await _current_key(request, state)
     if key is None and not state.settings.open_reads:
         raise unauthorized("reads need an API key here (API_OPEN_READS is off)")
@@ -63,8 +66,10 @@ async def read_access(request: Request) -> ApiKey | None:
 
 
 async def write_access(request: Request) -> ApiKey:
-    """The caller's key, which must have scope ``write``."""
-    key = await _current_key(request, request.app.state.api)
+    """The caller's key, which must have scope ``write``; rate limited first."""
+    state = request.app.state.api
+    await _rate_limit(request, state)
+    key = await _current_key(request, state)
     if key is None:
         raise unauthorized("writes need an API key with scope write")
     if not key.can_write:
@@ -72,10 +77,10 @@ async def write_access(request: Request) -> ApiKey:
     return key
 
 
-async def rate_limited(request: Request) -> None:
+async def _rate_limit(request: Request, state: ApiState) -> None:
     """429 with ``Retry-After`` beyond ``API_RATE_LIMIT`` per key (or client address),
-    counted before the key is checked, so unknown keys are limited too."""
-    state: ApiState = request.app.state.api
+    counted before the key is checked, so unknown keys are limited too. Part of the key
+    dependencies, not one of its own: every route takes one of them (a test checks)."""
     if state.limiter is None:
         return
     token = _token(request)

@@ -102,6 +102,20 @@ class Timed:
             )
 
 
+#: every router of the app, in the order included
+ROUTERS = (
+    market.router,
+    analytics.router,
+    backtest.router,
+    alerts.router,
+    export.router,
+    health.router,
+    health.versioned,
+    ws.router,
+    datasets.router,
+)
+
+
 def create_app(
     settings: ApiSettings | None = None,
     *,
@@ -142,17 +156,7 @@ def create_app(
     )
     app.state.api = state
     errors.install(app)
-    for router in (
-        market.router,
-        analytics.router,
-        backtest.router,
-        alerts.router,
-        export.router,
-        health.router,
-        health.versioned,
-        ws.router,
-        datasets.router,
-    ):
+    for router in ROUTERS:
         app.include_router(router)
     document_security(app, PREFIX)
 

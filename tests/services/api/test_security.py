@@ -89,3 +89,21 @@ async def test_every_operation_documented_as_keyed_refuses_a_caller_without_a_ke
         statuses = {(m, p): (await client.request(m, p)).status_code for m, p in keyed}
     assert len(keyed) >= 30
     assert set(statuses.values()) == {401}, statuses
+
+
+def test_every_resource_route_takes_exactly_one_key_dependency_which_rate_limits() -> None:
+    from fastapi.dependencies.models import Dependant
+    from fastapi.routing import APIRoute
+
+    from pairstream_api.deps import read_access, write_access
+    from pairstream_api.main import ROUTERS
+
+    def calls(dependant: Dependant) -> list[Any]:
+        return [c for d in dependant.dependencies for c in (d.call, *calls(d))]
+
+    routes = [r for router in ROUTERS for r in router.routes
+              if isinstance(r, APIRoute) and r.path.startswith("/api/v1")]  # fmt: skip
+    assert len(routes) > 30
+    for route in routes:
+        keys = [c for c in calls(route.dependant) if c in (read_access, write_access)]
+        assert len(keys) == 1, (route.path, route.methods, keys)  # limited once, not twice

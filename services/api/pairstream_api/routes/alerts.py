@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Literal, TypeVar
 
 import asyncpg
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ValidationError
 
 from pairstream.alerts.engine import Transition
@@ -24,7 +24,7 @@ from pairstream.alerts.store import (
 )
 from pairstream.instruments import pair_legs, parse_instrument, parse_pair
 
-from ..deps import Conn, ReadKey, State, WriteKey, rate_limited
+from ..deps import Conn, ReadKey, State, WriteKey
 from ..errors import ApiError, invalid_fields, problems
 from ..models import AlertPublic, AlertTransitionPublic, Page
 from ..openapi import links
@@ -35,7 +35,6 @@ from . import PREFIX
 router = APIRouter(
     prefix=PREFIX,
     tags=["alerts"],
-    dependencies=[Depends(rate_limited)],
     responses=problems(400, 401, 413, 422, 429, 503, 403, 404, 409),
 )
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Path, Query
 
 from pairstream.instruments import pair_legs, parse_pair
 from pairstream.messages import HedgeMethod
 
-from ..deps import Conn, ReadKey, State, rate_limited
+from ..deps import Conn, ReadKey, State
 from ..errors import problems
 from ..models import (
     AnalyticsLatest,
@@ -29,7 +29,6 @@ from .market import TF_PATTERN, TfQuery
 router = APIRouter(
     prefix=PREFIX,
     tags=["analytics"],
-    dependencies=[Depends(rate_limited)],
     responses=problems(400, 401, 413, 422, 429, 503),
 )
 

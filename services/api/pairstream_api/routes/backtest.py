@@ -9,7 +9,7 @@ from typing import cast
 
 import asyncpg
 import pandas as pd
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
 from pairstream.analytics.backtest import (
     BacktestParamError,
@@ -32,7 +32,7 @@ from ..backtest_models import (
     TradePublic,
 )
 from ..dataset_models import DatasetLeg
-from ..deps import ReadKey, State, rate_limited
+from ..deps import ReadKey, State
 from ..errors import ApiError, problems
 from ..query import invalid, maybe_datetime, parse_range, to_ms
 from . import PREFIX
@@ -41,7 +41,6 @@ from .datasets import read_leg
 router = APIRouter(
     prefix=PREFIX,
     tags=["analytics"],
-    dependencies=[Depends(rate_limited)],
     responses=problems(400, 401, 413, 422, 429, 503, 404),
 )
 

@@ -20,7 +20,7 @@ from typing import Annotated, Any, cast
 import asyncpg
 import orjson
 import pandas as pd
-from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile
 
 from pairstream.analytics.batch import BAR_COLUMNS, OUTPUT_COLUMNS
 from pairstream.analytics.batch import analyze as run_analyze
@@ -40,7 +40,7 @@ from ..dataset_models import (
     InstrumentLeg,
     LegPublic,
 )
-from ..deps import Conn, ReadKey, State, WriteKey, rate_limited
+from ..deps import Conn, ReadKey, State, WriteKey
 from ..errors import ApiError, problems
 from ..models import Page
 from ..openapi import links
@@ -59,7 +59,6 @@ from .market import TF_PATTERN
 router = APIRouter(
     prefix=PREFIX,
     tags=["datasets"],
-    dependencies=[Depends(rate_limited)],
     responses=problems(400, 401, 413, 422, 429, 503, 404),
 )
 

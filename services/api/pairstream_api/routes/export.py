@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from pairstream.messages import HedgeMethod
 
-from ..deps import ReadKey, State, rate_limited
+from ..deps import ReadKey, State
 from ..errors import problems
 from ..query import EndQuery, StartQuery, maybe_datetime, parse_range, to_ms
 from ..snapshots import POINT
@@ -24,7 +24,6 @@ from .analytics import PAIR_PATTERN, pair_of
 from .market import INSTRUMENT_PATTERN, TfQuery, instrument_of
 
 router = APIRouter(prefix=f"{PREFIX}/export", tags=["export"],
-                   dependencies=[Depends(rate_limited)],
                    responses=problems(400, 401, 413, 422, 429, 503))  # fmt: skip
 
 CHUNK = 2_000  # rows per cursor fetch and per written piece

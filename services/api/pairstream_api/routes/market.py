@@ -7,12 +7,12 @@ from typing import Annotated
 
 import asyncpg
 import msgspec
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from pairstream.instruments import parse_instrument, split_instrument
 from pairstream.messages import timeframe_ms
 
-from ..deps import Conn, ReadKey, State, rate_limited
+from ..deps import Conn, ReadKey, State
 from ..errors import ApiError, problems
 from ..models import BarPublic, BarRow, BarRows, InstrumentPublic, Page, TickPublic
 from ..openapi import links
@@ -23,7 +23,6 @@ from . import PREFIX
 router = APIRouter(
     prefix=PREFIX,
     tags=["market"],
-    dependencies=[Depends(rate_limited)],
     responses=problems(400, 401, 413, 422, 429, 503, 404),
 )
 
