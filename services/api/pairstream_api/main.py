@@ -207,16 +207,29 @@ def _hub_ended(task: asyncio.Task[None]) -> None:
                      exc_info=task.exception())  # fmt: skip
 
 
+CLOSE_TIMEOUT_S = 5.0  # per part: a shutdown never waits on one for longer
+
+
 async def _close(state: ApiState) -> None:
+    """Stop the live consumer, then close Kafka, Redis and the pool, each within
+    ``CLOSE_TIMEOUT_S`` (a connection still held by a request is terminated after it)."""
     if state.hub_task is not None:
         state.hub_task.cancel()
-        await asyncio.gather(state.hub_task, return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(state.hub_task, return_exceptions=True),
+                                   CLOSE_TIMEOUT_S)  # fmt: skip
     if state.kafka_client is not None:
         with contextlib.suppress(Exception):
-            await state.kafka_client.stop()
+            await asyncio.wait_for(state.kafka_client.stop(), CLOSE_TIMEOUT_S)
     if state.redis_client is not None:
         with contextlib.suppress(Exception):
-            await state.redis_client.aclose()
+            await asyncio.wait_for(state.redis_client.aclose(), CLOSE_TIMEOUT_S)
     if state.pool is not None:
-        with contextlib.suppress(Exception):
-            await state.pool.close()
+        try:
+            await asyncio.wait_for(state.pool.close(), CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("database connections still in use after %.0f s: terminated",
+                        CLOSE_TIMEOUT_S)  # fmt: skip
+            state.pool.terminate()
+        except Exception as error:
+            log.warning("closing the database pool: %r", error)
