@@ -239,20 +239,20 @@ async def test_an_idle_connection_gets_heartbeats_and_a_busy_one_does_not(
     api: Callable[..., Any], stocked: Stocked
 ) -> None:
     async with (
-        api(ws_heartbeat_s=1.0) as server, MessageProducer(stocked.kafka) as producer,
+        api(ws_heartbeat_s=1.5) as server, MessageProducer(stocked.kafka) as producer,
         LiveClient(ws_url(server)) as idle, LiveClient(ws_url(server)) as busy,
     ):  # fmt: skip
         market = Market(stocked, producer, offset_s=300_000)
         await busy.subscribe(BARS, snapshot=0)
         await following(busy, market)
         mark = len(busy.messages)
-        for _ in range(35):  # a bar every 0.1 s for 3.5 s
+        for _ in range(50):  # a bar every 0.1 s for 5 s
             await market.bars(1)
             await asyncio.sleep(0.1)
         await idle.wait(lambda c: len(c.of("heartbeat")) >= 3, timeout=10)
         beats = [m["_received"] for m in idle.of("heartbeat")]
-        assert all(b - a >= 800 for a, b in itertools.pairwise(beats))  # 1 s, give or take
-        assert idle.of("hello")[0]["heartbeat_s"] == 1.0
+        assert all(b - a >= 1_200 for a, b in itertools.pairwise(beats))  # 1.5 s, about
+        assert idle.of("hello")[0]["heartbeat_s"] == 1.5
         assert not [m for m in busy.messages[mark:] if m["type"] == "heartbeat"]
 
 
