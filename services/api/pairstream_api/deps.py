@@ -17,6 +17,7 @@ from fastapi import Depends, Request
 
 from .errors import ApiError
 from .keys import ApiKey, key_id_of
+from .ratelimit import identity_of
 from .state import ApiState
 
 
@@ -86,8 +87,7 @@ async def _rate_limit(request: Request, state: ApiState) -> None:
     token = _token(request)
     key_id = None if token is None else key_id_of(token)
     client = request.client.host if request.client is not None else "unknown"
-    identity = f"key:{key_id}" if key_id is not None else f"ip:{client}"
-    wait = await state.limiter.hit(identity)
+    wait = await state.limiter.hit(identity_of(key_id, client))
     if wait:
         state.metrics.limited.inc()
         who = f"API key {key_id}" if key_id is not None else f"client {client}"

@@ -84,7 +84,7 @@ class Client:
     all clients instead of one per frame.
     """
 
-    def __init__(self, limit: int, on_drop: Callable[[int], None], now: float = 0.0) -> None:
+    def __init__(self, limit: int, on_drop: Callable[[int], None], now: float) -> None:
         self.limit = limit
         self.queue: deque[str] = deque()
         self.wake = asyncio.Event()

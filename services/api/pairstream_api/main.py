@@ -7,7 +7,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
@@ -215,21 +215,23 @@ async def _close(state: ApiState) -> None:
     ``CLOSE_TIMEOUT_S`` (a connection still held by a request is terminated after it)."""
     if state.hub_task is not None:
         state.hub_task.cancel()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(state.hub_task, return_exceptions=True),
-                                   CLOSE_TIMEOUT_S)  # fmt: skip
+        await _closed("the live consumer", asyncio.gather(state.hub_task, return_exceptions=True))
     if state.kafka_client is not None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(state.kafka_client.stop(), CLOSE_TIMEOUT_S)
+        await _closed("the Kafka client", state.kafka_client.stop())
     if state.redis_client is not None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(state.redis_client.aclose(), CLOSE_TIMEOUT_S)
-    if state.pool is not None:
-        try:
-            await asyncio.wait_for(state.pool.close(), CLOSE_TIMEOUT_S)
-        except TimeoutError:
-            log.warning("database connections still in use after %.0f s: terminated",
-                        CLOSE_TIMEOUT_S)  # fmt: skip
-            state.pool.terminate()
-        except Exception as error:
-            log.warning("closing the database pool: %r", error)
+        await _closed("the Redis client", state.redis_client.aclose())
+    if state.pool is not None and not await _closed("the database pool", state.pool.close()):
+        state.pool.terminate()  # connections still held by requests
+
+
+async def _closed(what: str, closing: Awaitable[object]) -> bool:
+    """Whether ``closing`` ended within ``CLOSE_TIMEOUT_S``, well or not (a failure is
+    logged)."""
+    try:
+        await asyncio.wait_for(closing, CLOSE_TIMEOUT_S)
+    except TimeoutError:
+        log.warning("closing %s took over %.0f s: given up", what, CLOSE_TIMEOUT_S)
+        return False
+    except Exception as error:
+        log.warning("closing %s: %r", what, error)
+    return True

@@ -49,6 +49,11 @@ class _Lease:
         return False
 
 
+def identity_of(key_id: str | None, host: str) -> str:
+    """What a request is counted under: its API key's id, else its client address."""
+    return f"key:{key_id}" if key_id is not None else f"ip:{host}"
+
+
 class RateLimiter:
     """``hit(identity)`` → seconds to wait (0 = allowed)."""
 

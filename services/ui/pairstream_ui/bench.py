@@ -268,10 +268,10 @@ async def _measure(browser: Any, url: str, kafka: KafkaSettings, topics: TopicSe
     from_kafka = sorted(stats["fromKafka"][len(began["fromKafka"]) :])
     per_tick = (stats["bytes"] - began["bytes"]) / ticks
     await context.close()
-    first_warm = statistics.median(warm)
+    first_warm, candle_warm = statistics.median(warm), statistics.median(candles)
     return UiBench(
         bars=bars, ticks=ticks, first_candle_cold_ms=round(candle, 1),
-        first_candle_warm_ms=round(statistics.median(candles), 1),
+        first_candle_warm_ms=round(candle_warm, 1),
         first_zscore_cold_ms=round(cold, 1), first_zscore_warm_ms=round(first_warm, 1),
         system_table_warm_ms=round(statistics.median(system), 1),
         ws_to_drawn_p50_ms=round(percentile(from_ws, 0.5), 1),
@@ -284,7 +284,7 @@ async def _measure(browser: Any, url: str, kafka: KafkaSettings, topics: TopicSe
             f"first z-score ≤ {TARGET_FIRST_MS:,.0f} ms after navigation (warm)":
                 first_warm <= TARGET_FIRST_MS,
             f"first candle ≤ {TARGET_FIRST_MS:,.0f} ms after navigation (warm)":
-                statistics.median(candles) <= TARGET_FIRST_MS,
+                candle_warm <= TARGET_FIRST_MS,
             f"first candle ≤ {TARGET_FIRST_MS:,.0f} ms after navigation (cold browser)":
                 candle <= TARGET_FIRST_MS,
             f"WebSocket message → drawn p95 ≤ {TARGET_P95_MS:g} ms":

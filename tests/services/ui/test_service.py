@@ -4,14 +4,11 @@ is revoked by the next, and a key the user gave is used instead."""
 
 from __future__ import annotations
 
-import asyncpg
 import pytest
 
 from pairstream.db import connection
 from pairstream.db.migrate import migrate
-from pairstream.infra import Endpoints
 from pairstream.settings import DatabaseSettings
-from pairstream.testing import unique
 from pairstream_api.keys import create_key, key_id_of
 from pairstream_ui.service import DASHBOARD_KEY, SERVICE
 
@@ -25,33 +22,27 @@ async def dashboard_keys(db: DatabaseSettings) -> dict[str, bool]:
 
 
 async def test_the_run_s_write_key_is_revoked_after_it_and_a_killed_run_s_by_the_next(
-    endpoints: Endpoints, monkeypatch: pytest.MonkeyPatch
+    db_settings: DatabaseSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db = DatabaseSettings(DATABASE_URL=endpoints.database_url, DB_SCHEMA=unique("ui_key"))
-    monkeypatch.setenv("DATABASE_URL", endpoints.database_url)
+    db = db_settings
+    assert db.url is not None
+    monkeypatch.setenv("DATABASE_URL", db.url)
     monkeypatch.setenv("DB_SCHEMA", db.schema_name)
     monkeypatch.delenv("UI_API_KEY", raising=False)
     async with connection(db) as conn:
         await migrate(conn, db)
         killed, _ = await create_key(conn, DASHBOARD_KEY, "write")  # a run that was SIGKILLed
     assert SERVICE.prepare is not None
-    try:
-        async with SERVICE.prepare() as env:
-            key = key_id_of(env["UI_API_KEY"])
-            during = await dashboard_keys(db)
-            async with connection(db) as conn:
-                scope = await conn.fetchval("SELECT scope FROM api_keys WHERE id = $1", key)
-        assert during == {killed.id: True, key: False}
-        assert scope == "write"
-        assert await dashboard_keys(db) == {killed.id: True, key: True}
+    async with SERVICE.prepare() as env:
+        key = key_id_of(env["UI_API_KEY"])
+        during = await dashboard_keys(db)
+        async with connection(db) as conn:
+            scope = await conn.fetchval("SELECT scope FROM api_keys WHERE id = $1", key)
+    assert during == {killed.id: True, key: False}
+    assert scope == "write"
+    assert await dashboard_keys(db) == {killed.id: True, key: True}
 
-        monkeypatch.setenv("UI_API_KEY", "ps_given")
-        async with SERVICE.prepare() as given:
-            assert given == {}  # the user's key is used, none is made
-        assert len(await dashboard_keys(db)) == 2
-    finally:
-        conn = await asyncpg.connect(endpoints.database_url)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{db.schema_name}" CASCADE')
-        finally:
-            await conn.close()
+    monkeypatch.setenv("UI_API_KEY", "ps_given")
+    async with SERVICE.prepare() as given:
+        assert given == {}  # the user's key is used, none is made
+    assert len(await dashboard_keys(db)) == 2

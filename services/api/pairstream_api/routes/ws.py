@@ -33,6 +33,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from ..errors import UNAVAILABLE
 from ..keys import key_id_of
 from ..live import Client, LiveHub, dumps
+from ..ratelimit import identity_of
 from ..snapshots import history
 from ..state import ApiState
 from . import PREFIX
@@ -61,7 +62,7 @@ async def _admit(websocket: WebSocket, state: ApiState) -> None:
     if state.limiter is not None:
         key_id = None if token is None else key_id_of(token)
         client = websocket.client.host if websocket.client is not None else "unknown"
-        wait = await state.limiter.hit(f"key:{key_id}" if key_id else f"ip:{client}")
+        wait = await state.limiter.hit(identity_of(key_id, client))
         if wait:
             raise RefusedError(
                 4429, 429, f"over {state.settings.rate_limit}; retry in {wait:.0f} s"
