@@ -11,7 +11,7 @@ import orjson
 from pairstream.infra import Endpoints
 from pairstream.settings import DatabaseSettings, KafkaSettings, RedisSettings
 from pairstream.testing import unique
-from pairstream_api.bench import bench_api
+from pairstream_api.bench import STEP_RATES, bench_api
 
 
 async def test_bench_api_reports_http_range_and_websocket_figures(
@@ -42,6 +42,9 @@ async def test_bench_api_reports_http_range_and_websocket_figures(
     first = median(result.with_stuck_client.tick_p99s_ms) - median(result.fanout.tick_p99s_ms)
     assert result.stuck_delays_ms[0] == round(first, 1)
     assert result.fanout.messages_out_per_s == 10
+    # stepped up until a step failed, or through every step (then the rate is a bound)
+    assert result.limit_found or len(result.steps) == 1 + len(STEP_RATES)
+    assert result.max_sustained_messages_per_s in {s.messages_out_per_s for s in result.steps}
     figures = orjson.loads(result.as_json())
     assert set(figures["targets"]) == set(result.targets)
     assert len(result.targets) == 5
