@@ -46,7 +46,7 @@ class ApiState:
     kafka_client: AIOKafkaConsumer | None = None  # metadata only (health)
     limiter: RateLimiter | None = None
     cache: HotCache | None = None
-    #: backtests and analyses computing at once (each in a thread; others wait their turn)
+    #: backtests, and analyses or rule tests, computing at once (others wait their turn)
     backtests: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
     analyses: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
     hub: LiveHub | None = None

@@ -114,9 +114,11 @@ async def set_enabled(conn: asyncpg.Connection, rule_id: str, enabled: bool) -> 
 
 
 async def delete_rule(conn: asyncpg.Connection, rule_id: str, changed_by: str = "") -> None:
-    """Remove a rule (a last version marked deleted; its history stays)."""
-    rule = await get_rule(conn, rule_id)
+    """Remove a rule (a last version marked deleted; its history stays). Under the rule's
+    lock, like :func:`put_rule`: a version stored meanwhile is the one marked deleted."""
     async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('alert_rules:' || $1))", rule_id)
+        rule = await get_rule(conn, rule_id)
         await conn.execute(
             "INSERT INTO alert_rules (id, version, spec, deleted, changed_by) "
             "VALUES ($1, $2, $3::jsonb, true, $4)",

@@ -189,7 +189,8 @@ async def _test(
             subjects = [parse(subject, state.market)]
         except ValueError as error:
             raise invalid("subject", str(error)) from None
-    transitions = await replay_rules(conn, [rule], subjects, from_ms, to_ms_)
+    async with state.analyses:  # a replay over all history is as heavy as an analysis
+        transitions = await replay_rules(conn, [rule], subjects, from_ms, to_ms_)
     return [_transition(t) for t in transitions]
 
 
