@@ -32,7 +32,8 @@ import pandas as pd
 import pytest
 import redis.asyncio as aioredis
 
-from pairstream.infra import Endpoints, InfraManager
+from pairstream.infra import Endpoints
+from pairstream.infra.manager import InfraManager
 from pairstream.settings import DatabaseSettings, InfraSettings, KafkaSettings, TopicSettings
 from pairstream.synthetic import cointegrated_prices
 from pairstream.testing import topics_under, unique

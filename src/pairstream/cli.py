@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from pydantic_settings import BaseSettings
     from rich.table import Table
 
-    from pairstream.infra import PartReport
+    from pairstream.infra.manager import PartReport
     from pairstream.services import Service
 
 # Plain (click) help, not typer's rich panels: rendering help with rich imports
@@ -91,7 +91,8 @@ def version() -> None:
 @infra_app.command("up")
 def infra_up() -> None:
     """Start what is not running yet and wait until each part answers; print exports."""
-    from pairstream.infra import InfraError, InfraManager, exports
+    from pairstream.infra import InfraError
+    from pairstream.infra.manager import InfraManager, exports
 
     try:
         reports = InfraManager().up()
@@ -104,7 +105,7 @@ def infra_up() -> None:
 @infra_app.command("status")
 def infra_status() -> None:
     """Check each part with a real request; exit 1 when any is down."""
-    from pairstream.infra import InfraManager
+    from pairstream.infra.manager import InfraManager
 
     reports = InfraManager().status()
     console().print(_table(reports, "infrastructure"))
@@ -115,7 +116,8 @@ def infra_status() -> None:
 @infra_app.command("down")
 def infra_down() -> None:
     """Stop exactly what `infra up` started."""
-    from pairstream.infra import InfraError, InfraManager
+    from pairstream.infra import InfraError
+    from pairstream.infra.manager import InfraManager
 
     try:
         reports = InfraManager().down()
@@ -321,7 +323,8 @@ def up(
     import asyncio
     import contextlib
 
-    from pairstream.infra import InfraError, InfraManager, exports
+    from pairstream.infra import InfraError
+    from pairstream.infra.manager import InfraManager, exports
     from pairstream.settings import KafkaSettings
     from pairstream.supervisor import SERVICES, Supervisor
 

@@ -86,7 +86,8 @@ def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
 @contextlib.contextmanager
 def bench_infra() -> Iterator[None]:
     """Embedded infrastructure for a bench when none is configured; stopped afterwards."""
-    from pairstream.infra import InfraError, InfraManager
+    from pairstream.infra import InfraError
+    from pairstream.infra.manager import InfraManager
     from pairstream.settings import DatabaseSettings, KafkaSettings
 
     manager, started = InfraManager(), []

@@ -8,6 +8,7 @@ cannot silently pass everything) and then against every real manifest.
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 import subprocess
@@ -88,10 +89,14 @@ def k8s_containers() -> list[tuple[str, Doc, Doc, Doc]]:
     return found
 
 
+def image_name(image: str) -> str:
+    """``registry.example.com/team/pairstream-api:1.2`` → ``pairstream-api``."""
+    return image.split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0]
+
+
 def is_pairstream_image(image: str) -> bool:
-    """``pairstream:latest``, ``registry.example.com/team/pairstream:1.2`` …"""
-    repository = image.split("@", 1)[0].rsplit("/", 1)[-1]
-    return repository.split(":", 1)[0] == "pairstream"
+    """One of the Dockerfile's targets: ``pairstream-api:latest``, …"""
+    return image_name(image).startswith("pairstream-")
 
 
 def compose() -> Doc:
@@ -310,7 +315,7 @@ def test_probe_rule_rejects_deployment_container_without_liveness_probe() -> Non
 
 
 def test_non_root_rule_rejects_pairstream_container_without_run_as_non_root() -> None:
-    container = {"name": "c", "image": "registry.example.com/x/pairstream:1.0"}
+    container = {"name": "c", "image": "registry.example.com/x/pairstream-api:1.0"}
     assert "runAsNonRoot is not true" in non_root_problems(container, {})
     pod_level = {"securityContext": {"runAsNonRoot": True, "runAsUser": PAIRSTREAM_UID}}
     assert non_root_problems(container, pod_level) == []
@@ -612,12 +617,87 @@ def test_api_listens_on_8000_with_liveness_and_readiness_in_compose_and_k8s() ->
 # -- Dockerfile ------------------------------------------------------------------------
 
 
-def test_dockerfile_runs_pairstream_as_the_uid_the_manifests_pin() -> None:
+IMAGES = ("setup", "ingest", "resampler", "analytics", "alerts", "api", "ui")
+
+
+def dockerfile_stages(text: str) -> dict[str, list[tuple[str, str]]]:
+    """Stage name → its (instruction, value) lines, from the Dockerfile's own parser."""
+    from dockerfile_parse import DockerfileParser
+
+    parser = DockerfileParser(fileobj=io.BytesIO(text.encode()))
+    stages: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
+    for item in parser.structure:
+        if item["instruction"] == "FROM":
+            words = item["value"].split()
+            current = stages.setdefault(words[-1] if len(words) == 3 else words[0], [])
+        if item["instruction"] != "COMMENT":
+            current.append((item["instruction"], item["value"]))
+    return stages
+
+
+def image_problems(text: str) -> list[str]:
+    """Each image target must: build on the non-root runtime, copy a venv holding exactly its
+    hash-checked lock file and the project without dependencies, say what it is, and check
+    its health (a server) or declare it has none (the setup jobs)."""
+    stages = dockerfile_stages(text)
+    problems = []
+    runtime = dict(stages.get("runtime", []))
+    if runtime.get("USER", "").split(":")[0] != str(PAIRSTREAM_UID):
+        problems.append(f"runtime: not USER {PAIRSTREAM_UID}")
+    if runtime.get("ENTRYPOINT") != '["pairstream"]':
+        problems.append("runtime: ENTRYPOINT is not pairstream")
+    for image in IMAGES:
+        lines = stages.get(image)
+        if lines is None:
+            problems.append(f"no target {image}")
+            continue
+        if lines[0] != ("FROM", f"runtime AS {image}"):
+            problems.append(f"{image}: not FROM runtime")
+        if ("COPY", f"--from=venv-{image} /opt/venv /opt/venv") not in lines:
+            problems.append(f"{image}: does not copy venv-{image}")
+        if not any(i == "LABEL" and f"pairstream-{image}" in v for i, v in lines):
+            problems.append(f"{image}: no org.opencontainers.image.title")
+        if not any(i == "HEALTHCHECK" for i, _ in lines):
+            problems.append(f"{image}: no HEALTHCHECK")
+        venv = stages.get(f"venv-{image}", [])
+        runs = " ".join(v for i, v in venv if i == "RUN")
+        if (("COPY", f"requirements/{image}.txt /tmp/requirements.txt") not in venv
+                or "--require-hashes -r /tmp/requirements.txt" not in runs
+                or "--no-deps /wheels/" not in runs):  # fmt: skip
+            problems.append(f"venv-{image}: not its hash-checked lock, then the wheel alone")
+    return problems
+
+
+def healthcheck_url(text: str, image: str) -> str | None:
+    for instruction, value in dockerfile_stages(text)[image]:
+        if instruction == "HEALTHCHECK":
+            found = re.search(r"http://127\.0\.0\.1:\d+/[\w/]+", value)
+            return found[0] if found else None
+    return None
+
+
+def test_image_rules_reject_a_target_on_the_wrong_lock_or_without_its_healthcheck() -> None:
     text = DOCKERFILE.read_text(encoding="utf-8")
-    assert re.search(r"^FROM python:3\.11-slim\b", text, re.MULTILINE)
-    users = re.findall(r"^USER\s+(\S+)", text, re.MULTILINE)
-    assert users, "no USER instruction"
-    assert users[-1].split(":")[0] == str(PAIRSTREAM_UID)
-    assert 'ENTRYPOINT ["pairstream"]' in text
+    bad = text.replace("COPY requirements/ui.txt", "COPY requirements/dev.txt", 1)
+    assert image_problems(bad) == ["venv-ui: not its hash-checked lock, then the wheel alone"]
+    lines = text.splitlines()
+    at = lines.index("FROM runtime AS alerts")
+    check = next(k for k in range(at, len(lines)) if lines[k].startswith("HEALTHCHECK"))
+    no_check = "\n".join(lines[:check] + lines[check + 2 :])  # the instruction's two lines
+    assert image_problems(no_check) == ["alerts: no HEALTHCHECK"]
+
+
+def test_every_image_is_its_own_target_on_its_locked_extra_and_non_root() -> None:
+    assert image_problems(DOCKERFILE.read_text(encoding="utf-8")) == []
     ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
     assert {".git", ".venv"} <= set(ignored)
+
+
+def test_each_image_checks_the_health_endpoint_compose_checks() -> None:
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    for image in IMAGES[1:]:
+        compose = " ".join(SERVICES[image]["healthcheck"]["test"])
+        url = healthcheck_url(text, image)
+        assert url is not None, image
+        assert url in compose, image

@@ -30,16 +30,15 @@ def bench_ui(
     """The dashboard in headless Chromium: navigation → first candle and z-score (cold and
     warm, beside a page without charts), WebSocket message → drawn p50/p95, bytes per tick."""
     import asyncio
+    import importlib.util
+    import logging
 
     from pairstream.cliutil import bench_infra, err, fail, measures, print_bench
-    from pairstream_ui.bench import bench_ui as run_bench
 
-    try:
-        import playwright  # noqa: F401  (the dev extra: `./dev test` installs it)
-    except ImportError as error:
+    if importlib.util.find_spec("playwright") is None:  # the dev extra: `./dev test` has it
         raise fail(RuntimeError("pairstream bench ui needs playwright (pip install "
-                                "'pairstream[dev]')")) from error  # fmt: skip
-    import logging
+                                "'pairstream[dev]')"))  # fmt: skip
+    from pairstream_ui.bench import bench_ui as run_bench
 
     # a line per WebSocket the bench's pages open
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from pairstream.services import Http, Service
 from pairstream_ui.cli import register
+from pairstream_ui.up import write_key
 
 if TYPE_CHECKING:
     from pydantic_settings import BaseSettings
@@ -39,32 +38,5 @@ HTTP = Http(
 )
 
 
-DASHBOARD_KEY = "dashboard (pairstream up)"
-
-
-@contextlib.asynccontextmanager
-async def _write_key() -> AsyncIterator[Mapping[str, str]]:
-    """Under ``pairstream up``: a ``write`` API key for the dashboard (its rule editor and
-    uploads), made for this run and revoked when it stops — unless ``UI_API_KEY`` is set."""
-    if os.environ.get("UI_API_KEY"):
-        yield {}
-        return
-    from pairstream.db import connection
-    from pairstream.settings import DatabaseSettings
-    from pairstream_api.keys import create_key, list_keys, revoke_key
-
-    db = DatabaseSettings()
-    async with connection(db) as conn:
-        for old in await list_keys(conn):  # a run that was killed could not revoke its own
-            if old.name == DASHBOARD_KEY and old.revoked_at is None:
-                await revoke_key(conn, old.id)
-        key, token = await create_key(conn, DASHBOARD_KEY, "write")
-    try:
-        yield {"UI_API_KEY": token}
-    finally:
-        async with connection(db) as conn:
-            await revoke_key(conn, key.id)
-
-
 SERVICE = Service(name="ui", order=60, commands=register, settings=_settings, up=("ui",),
-                  http=HTTP, prepare=_write_key)  # fmt: skip
+                  http=HTTP, prepare=write_key)  # fmt: skip

@@ -20,7 +20,8 @@ from typing import Literal
 
 import orjson
 
-from pairstream.infra.parts import PARTS, InfraError, Launched, Part, process_alive
+from pairstream.infra import InfraError
+from pairstream.infra.parts import PARTS, Launched, Part, process_alive
 from pairstream.settings import DatabaseSettings, InfraSettings, KafkaSettings, RedisSettings
 
 State = Literal["started", "running", "external", "down", "unhealthy", "stopped", "stale"]

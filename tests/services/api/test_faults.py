@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from pairstream.infra import Endpoints, InfraManager
-from pairstream.infra.manager import free_port
+from pairstream.infra import Endpoints
+from pairstream.infra.manager import InfraManager, free_port
 from pairstream.infra.parts import KafkaPart, RedisPart
 from pairstream.settings import DatabaseSettings, InfraSettings, KafkaSettings, RedisSettings
 from pairstream.testing import eventually, unique

@@ -10,7 +10,8 @@ from pairstream.db import connection
 from pairstream.db.migrate import migrate
 from pairstream.settings import DatabaseSettings
 from pairstream_api.keys import create_key, key_id_of
-from pairstream_ui.service import DASHBOARD_KEY, SERVICE
+from pairstream_ui.service import SERVICE
+from pairstream_ui.up import DASHBOARD_KEY
 
 
 async def dashboard_keys(db: DatabaseSettings) -> dict[str, bool]:
