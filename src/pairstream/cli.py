@@ -253,6 +253,17 @@ def _http_address(service: Service, env: dict[str, str]) -> tuple[str, int]:
     return local, port
 
 
+def _replicas(text: str) -> dict[str, int]:
+    """``resampler=2,analytics=3`` → ``{"resampler": 2, "analytics": 3}`` (1–32 each)."""
+    out: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, count = item.partition("=")
+        if not sep or not count.isdigit() or not 1 <= int(count) <= 32:
+            raise ValueError(f"{item!r}: give <service>=<replicas>, 1 to 32 replicas")
+        out[name.strip()] = int(count)
+    return out
+
+
 def _base_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
@@ -311,6 +322,14 @@ def up(
             "start/stop): LOG_LIBRARY_LEVEL=INFO. LOG_LEVEL=DEBUG shows everything.",
         ),
     ] = False,
+    scale: Annotated[
+        str | None,
+        typer.Option(
+            help="Replicas of the Kafka workers, `resampler=2,analytics=2,alerts=2`: they "
+            "split their consumer groups' partitions; each after the first gets a free "
+            "metrics port (printed).",
+        ),
+    ] = None,
 ) -> None:
     """Start the infrastructure and every service, supervised, until Ctrl-C or SIGTERM.
 
@@ -324,12 +343,16 @@ def up(
     import contextlib
 
     from pairstream.infra import InfraError
-    from pairstream.infra.manager import InfraManager, exports
+    from pairstream.infra.manager import InfraManager, exports, free_port
     from pairstream.settings import KafkaSettings
-    from pairstream.supervisor import SERVICES, Supervisor
+    from pairstream.supervisor import Supervisor, suite
 
     if source is not None and source not in ("synthetic", "binance", "replay"):
         raise typer.BadParameter("`synthetic`, `binance` or `replay`", param_hint="--source")
+    try:
+        specs = suite(_replicas(scale or ""), lambda: free_port("127.0.0.1"))
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--scale") from None
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # unwinds through the cleanup below
@@ -382,19 +405,21 @@ def up(
             await supervise()
 
     async def supervise() -> None:
-        supervisor = Supervisor(SERVICES, env=env)
+        supervisor = Supervisor(specs, env=env)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, supervisor.stop)
-        names = ", ".join(s.name for s in SERVICES) or "none yet"
+        names = ", ".join(s.name for s in specs) or "none yet"
         console().print(
             f"services: {names}. Ctrl-C or SIGTERM stops everything.",
             highlight=False, soft_wrap=True,
         )  # fmt: skip
+        for spec in specs:
+            for var, port in spec.env.items():
+                console().print(f"{spec.name}: metrics on http://127.0.0.1:{port}/metrics "
+                                f"({var})", highlight=False, soft_wrap=True)  # fmt: skip
         announcing = [
-            asyncio.create_task(_announce(*listening[s.name]))
-            for s in SERVICES
-            if s.name in listening
+            asyncio.create_task(_announce(*listening[s.name])) for s in specs if s.name in listening
         ]
         try:
             await supervisor.run()

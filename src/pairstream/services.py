@@ -76,6 +76,10 @@ class Service:
     #: Under ``pairstream up``, once the database is migrated: a context giving more
     #: environment for the service's run (a key made for it), left when everything stops.
     prepare: Callable[[], AbstractAsyncContextManager[Mapping[str, str]]] | None = None
+    #: Several may run at once (``pairstream up --scale <name>=N``): replicas split the
+    #: partitions of its consumer group. Each replica after the first gets a free metrics
+    #: port in this environment variable.
+    metrics_port_env: str | None = None
 
 
 @cache

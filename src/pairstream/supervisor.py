@@ -25,10 +25,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class ServiceSpec:
-    """A service process: its name (the log prefix) and command line."""
+    """A service process: its name (the log prefix), command line and the environment it
+    gets beyond the supervisor's."""
 
     name: str
     argv: Sequence[str]
+    env: Mapping[str, str] = field(default_factory=dict)
 
 
 def service_command(name: str, *args: str) -> list[str]:
@@ -36,12 +38,34 @@ def service_command(name: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "pairstream", name, *args]
 
 
-def suite() -> tuple[ServiceSpec, ...]:
+def suite(
+    scale: Mapping[str, int] | None = None, free_port: Callable[[], int] | None = None
+) -> tuple[ServiceSpec, ...]:
     """The services ``pairstream up`` runs, in start order: every registered
-    :class:`pairstream.services.Service` with an ``up`` command line."""
+    :class:`pairstream.services.Service` with an ``up`` command line, ``scale[name]`` times
+    (``resampler-1``, ``resampler-2``, …; each replica after the first on a metrics port
+    from ``free_port``). Only services with a ``metrics_port_env`` scale."""
     from pairstream.services import services
 
-    return tuple(ServiceSpec(s.name, service_command(*s.up)) for s in services() if s.up)
+    scale = dict(scale or {})
+    specs = []
+    for s in services():
+        if not s.up:
+            continue
+        replicas = scale.pop(s.name, 1)
+        if replicas == 1:
+            specs.append(ServiceSpec(s.name, service_command(*s.up)))
+            continue
+        if s.metrics_port_env is None or free_port is None:
+            raise ValueError(f"{s.name} does not scale: one process serves it")
+        specs += [
+            ServiceSpec(f"{s.name}-{k}", service_command(*s.up),
+                        {} if k == 1 else {s.metrics_port_env: str(free_port())})
+            for k in range(1, replicas + 1)
+        ]  # fmt: skip
+    if scale:
+        raise ValueError(f"no service {', '.join(sorted(scale))} to scale")
+    return tuple(specs)
 
 
 def __getattr__(name: str) -> tuple[ServiceSpec, ...]:
@@ -120,7 +144,7 @@ class Supervisor:
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.STDOUT,
-                    env=self.env,
+                    env={**self.env, **child.spec.env},
                     start_new_session=True,
                 )
             except OSError as error:  # e.g. a missing executable: retry like a crash

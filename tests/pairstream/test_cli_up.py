@@ -214,6 +214,77 @@ def test_up_with_the_api_port_taken_fails_before_starting_anything(tmp_path: Pat
     assert "export " not in result.stdout
 
 
+def assignments(lines: list[str]) -> dict[str, set[int]]:
+    """Each resampler replica's newest assignment of ticks partitions, from its log."""
+    out = {}
+    for line in lines:
+        found = re.match(r"(resampler-\d) \| .* assigned partitions \[([\d, ]*)\] of ticks", line)
+        if found:
+            out[found[1]] = {int(p) for p in found[2].split(",") if p.strip()}
+    return out
+
+
+def test_up_scaled_runs_replicas_that_split_their_consumer_groups_partitions(
+    tmp_path: Path,
+) -> None:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("KAFKA_BOOTSTRAP", "DATABASE_URL", "REDIS_URL", "UI_API_KEY")
+    }
+    env["PAIRSTREAM_STATE_DIR"] = str(tmp_path / "state")
+    for var in ("INGEST", "RESAMPLER", "ANALYTICS", "ALERTS"):
+        env[f"{var}_METRICS_PORT"] = str(free_port())
+    env["API_PORT"] = env["UI_PORT"] = "0"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pairstream", "up", "--scale", "resampler=2,analytics=2,alerts=2"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        seen: list[str] = []
+        replicas: dict[str, int] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(replicas) < 3:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+            found = re.fullmatch(r"(\w+-2): metrics on http://127\.0\.0\.1:(\d+)/metrics "
+                                 r"\(\w+_METRICS_PORT\)\n", line)  # fmt: skip
+            if found:
+                replicas[found[1]] = int(found[2])
+        assert set(replicas) == {"resampler-2", "analytics-2", "alerts-2"}, "".join(seen)
+        assert (
+            "services: ingest, resampler-1, resampler-2, analytics-1, analytics-2, alerts-1, "
+            "alerts-2, api, ui. Ctrl-C or SIGTERM stops everything.\n"
+        ) in seen
+        reader = threading.Thread(target=lambda: seen.extend(iter(proc.stdout.readline, "")),
+                                  daemon=True)  # fmt: skip
+        reader.start()
+
+        async def split() -> bool:  # both own partitions, together all of them, once each
+            owned = assignments(list(seen))
+            a, b = owned.get("resampler-1", set()), owned.get("resampler-2", set())
+            return bool(a) and bool(b) and not a & b and a | b == set(range(6))
+
+        try:
+            asyncio.run(eventually(split, timeout=90))
+        except AssertionError:
+            print("".join(seen[-200:]))
+            raise
+        for name in ("resampler-2", "analytics-2", "alerts-2"):
+            answer = httpx.get(f"http://127.0.0.1:{replicas[name]}/metrics", timeout=3,
+                               trust_env=False)  # fmt: skip
+            assert answer.status_code == 200, name
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+        reader.join(timeout=5)
+        assert proc.returncode == 0, "".join(seen[-100:])
+    finally:
+        _stop_everything(proc)
+
+
 def _stop_everything(proc: subprocess.Popen[str]) -> None:
     """Whatever the test saw: stop ``up`` and its services (they run in their own sessions)."""
     if proc.poll() is not None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pairstream.services import ENTRY_POINT_GROUP, Service, services
-from pairstream.supervisor import SERVICES, service_command
+from pairstream.supervisor import SERVICES, service_command, suite
 
 pytestmark = pytest.mark.unit
 
@@ -79,6 +79,34 @@ def test_pairstream_up_runs_the_registered_services_in_order() -> None:
     assert [s.name for s in SERVICES] == [
         "ingest", "resampler", "analytics", "alerts", "api", "ui"
     ]  # fmt: skip
+
+
+def test_scaled_workers_run_as_numbered_replicas_each_after_the_first_on_a_free_port() -> None:
+    ports = iter(range(40001, 40100))
+    specs = suite({"resampler": 3, "alerts": 2}, lambda: next(ports))
+    assert [s.name for s in specs] == [
+        "ingest", "resampler-1", "resampler-2", "resampler-3", "analytics", "alerts-1",
+        "alerts-2", "api", "ui",
+    ]  # fmt: skip
+    env = {s.name: dict(s.env) for s in specs}
+    assert env["resampler-1"] == {}  # its configured port
+    assert env["alerts-1"] == {}
+    assert env["resampler-2"] == {"RESAMPLER_METRICS_PORT": "40001"}
+    assert env["resampler-3"] == {"RESAMPLER_METRICS_PORT": "40002"}
+    assert env["alerts-2"] == {"ALERTS_METRICS_PORT": "40003"}
+    assert {s.argv[-1] for s in specs if s.name.startswith("resampler")} == {"resampler"}
+
+
+@pytest.mark.parametrize(
+    ("scale", "error"),
+    [({"api": 2}, "api does not scale"), ({"ingest": 2}, "ingest does not scale"),
+     ({"nosuch": 2}, "no service nosuch")],
+)  # fmt: skip
+def test_a_service_that_cannot_scale_or_does_not_exist_is_refused(
+    scale: dict[str, int], error: str
+) -> None:
+    with pytest.raises(ValueError, match=error):
+        suite(scale, lambda: 1)
 
 
 def test_settings_groups_come_from_the_services() -> None:

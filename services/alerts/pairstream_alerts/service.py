@@ -18,4 +18,12 @@ def _settings() -> Sequence[type[BaseSettings]]:
     return (AlertsSettings,)
 
 
-SERVICE = Service(name="alerts", order=40, commands=register, settings=_settings, up=("alerts",))
+#: replicas split the consumer group's partitions (``pairstream up --scale alerts=N``)
+SERVICE = Service(
+    name="alerts",
+    order=40,
+    commands=register,
+    settings=_settings,
+    up=("alerts",),
+    metrics_port_env="ALERTS_METRICS_PORT",
+)

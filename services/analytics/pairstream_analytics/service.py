@@ -18,6 +18,12 @@ def _settings() -> Sequence[type[BaseSettings]]:
     return (AnalyticsSettings,)
 
 
+#: replicas split the consumer group's partitions (``pairstream up --scale analytics=N``)
 SERVICE = Service(
-    name="analytics", order=30, commands=register, settings=_settings, up=("analytics",)
+    name="analytics",
+    order=30,
+    commands=register,
+    settings=_settings,
+    up=("analytics",),
+    metrics_port_env="ANALYTICS_METRICS_PORT",
 )

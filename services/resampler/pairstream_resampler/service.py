@@ -18,6 +18,12 @@ def _settings() -> Sequence[type[BaseSettings]]:
     return (ResamplerSettings,)
 
 
+#: replicas split the consumer group's partitions (``pairstream up --scale resampler=N``)
 SERVICE = Service(
-    name="resampler", order=20, commands=register, settings=_settings, up=("resampler",)
+    name="resampler",
+    order=20,
+    commands=register,
+    settings=_settings,
+    up=("resampler",),
+    metrics_port_env="RESAMPLER_METRICS_PORT",
 )

@@ -283,6 +283,8 @@ class ResamplerWorker:
             )
         for number in gone:
             self._parts.pop(number, None)
+            with contextlib.suppress(KeyError):  # its lag is the next owner's to report
+                self.metrics.consumer_lag.remove(str(number))
 
     def _restart_idle_timers(self, part: Partition) -> None:
         """Count the symbols' idle time from now: a pause of ours is not a quiet market."""
